@@ -1,0 +1,113 @@
+"Trainer: exact resume, checkpoints, interrupts, the train/sample CLI and bad input (tiny preset, 32x32, a few steps)."
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from storygan.core import main
+from storygan.clevr import generate_clevr, save_split, write_info
+from storygan.training import *
+
+torch.set_num_threads(1)
+
+def tcfg(steps, **kw):
+    "Tiny, fast settings: 16 stories per epoch of 4 iterations"
+    return train_preset('tiny', **{**dict(steps=steps, story_bs=4, image_bs=8, sample_every=3, ckpt_every=4, decay_every=1), **kw})
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return generate_clevr(tmp_path_factory.mktemp('d') / 'clevr', n_train=16, n_test=4, size=32, seed=0, workers=1, progress=False)
+
+def states_equal(a, b):
+    "Compare two nested state dicts exactly"
+    if isinstance(a, torch.Tensor): return torch.equal(a, b)
+    if isinstance(a, dict): return a.keys() == b.keys() and all(states_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(states_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+def test_resume_is_exact(data, tmp_path):
+    # 7 iterations straight vs 3 + resume + 4 (crossing an epoch boundary at 4 with a checkpoint mid-epoch)
+    a = train_storygan(data, tmp_path / 'a', tcfg=tcfg(7))
+    b = train_storygan(data, tmp_path / 'b', tcfg=tcfg(3))
+    b = train_storygan(data, tmp_path / 'b', tcfg=tcfg(7), resume=True)
+    sa, sb = a.state_dict(), b.state_dict()
+    for k in ('models', 'optimizers', 'schedulers', 'data_state', 'step'): assert states_equal(sa[k], sb[k]), k
+    la, lb = read_metrics(tmp_path / 'a'), read_metrics(tmp_path / 'b')
+    assert [r['step'] for r in lb] == list(range(1, 8))
+    timing = {'step_time', 'data_time', 'images_per_s', 'time'}
+    for ra, rb in zip(la, lb): assert {k: v for k, v in ra.items() if k not in timing} == {k: v for k, v in rb.items() if k not in timing}
+    # the learning rate halved after each epoch (decay_every=1 epoch of 4 iterations)
+    assert la[3]['lr_G'] == pytest.approx(2e-4) and la[4]['lr_G'] == pytest.approx(1e-4)
+
+def test_resume_other_config_fails(data, tmp_path):
+    train_storygan(data, tmp_path / 'r', tcfg=tcfg(2))
+    with pytest.raises(ValueError, match=r"train.lr: checkpoint 0.0002 vs now 0.001"):
+        train_storygan(data, tmp_path / 'r', tcfg=tcfg(4, lr=1e-3), resume=True)
+    with pytest.raises(ValueError, match=r"model.gf_dim"):
+        train_storygan(data, tmp_path / 'r', tcfg=tcfg(4), resume=True, gf_dim=32)
+    # a longer run or other output intervals are fine
+    train_storygan(data, tmp_path / 'r', tcfg=tcfg(3, sample_every=0, ckpt_every=1), resume=True)
+    with pytest.raises(ValueError, match='already holds a run'): train_storygan(data, tmp_path / 'r', tcfg=tcfg(2))
+
+def test_interrupt_saves_checkpoint(data, tmp_path):
+    def stop_at_2(tr, stats):
+        if tr.step == 2: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): train_storygan(data, tmp_path / 'i', tcfg=tcfg(6), callbacks=[stop_at_2])
+    ck = load_checkpoint(tmp_path / 'i' / 'checkpoint.pt')
+    assert ck['step'] == 2 and ck['data_state']['story'] == dict(epoch=0, batch=2)
+    # and the run goes on from there, exactly
+    b = train_storygan(data, tmp_path / 'i', tcfg=tcfg(6), resume=True)
+    a = train_storygan(data, tmp_path / 'a', tcfg=tcfg(6))
+    assert states_equal(a.state_dict()['models'], b.state_dict()['models'])
+
+def test_checkpoint_is_atomic(tmp_path, monkeypatch):
+    p = save_checkpoint(dict(format='storygan-checkpoint', step=1, w=torch.ones(3)), tmp_path / 'ck.pt')
+    def broken_save(obj, f, *a, **k):
+        f.write(b'partial'); raise OSError('disk full')
+    monkeypatch.setattr(torch, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'): save_checkpoint(dict(format='storygan-checkpoint', step=2), p)
+    assert [q.name for q in tmp_path.iterdir()] == ['ck.pt']      # no temporary file left behind
+    assert load_checkpoint(p)['step'] == 1                        # the previous checkpoint is intact
+
+def test_cli_train_and_sample(data, tmp_path, capsys):
+    run = tmp_path / 'run'
+    assert main(['train', '--data', data, '--out', run, '--steps', '3', '--story_bs', '4', '--image_bs', '8', '--sample_every', '2']) == 0
+    assert (run / 'checkpoint.pt').exists() and len(read_metrics(run)) == 3
+    assert sorted(p.name for p in (run / 'samples').iterdir()) == ['step_000002.png', 'step_000003.png']
+    from PIL import Image
+    out = main(['sample', '--ckpt', run / 'checkpoint.pt', '--out', tmp_path / 'idx.png', '--index', '0', '2', '--n', '2'])
+    assert out == 0 and Image.open(tmp_path / 'idx.png').size[1] > Image.open(tmp_path / 'idx.png').size[0] // 2
+    story = json.loads((data / 'test' / 'sentences.json').read_text())[0]
+    assert main(['sample', '--ckpt', run / 'checkpoint.pt', '--out', tmp_path / 'story.png', '--story', *story]) == 0
+    assert str(tmp_path / 'story.png') in capsys.readouterr().out
+    # resume through the CLI
+    assert main(['train', '--data', data, '--out', run, '--steps', '4', '--story_bs', '4', '--image_bs', '8', '--resume']) == 0
+    assert load_checkpoint(run / 'checkpoint.pt')['step'] == 4
+
+def cli_error(argv, capsys):
+    with pytest.raises(SystemExit) as e: main(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+def test_bad_input(data, tmp_path, capsys):
+    assert 'does not exist' in cli_error(['train', '--data', tmp_path / 'nowhere', '--out', tmp_path / 'x', '--steps', '1'], capsys)
+    assert 'not both' in cli_error(['train', '--data', data, '--out', tmp_path / 'x', '--steps', '1', '--epochs', '1'], capsys)
+    assert "preset must be one of" in cli_error(['train', '--data', data, '--out', tmp_path / 'x', '--preset', 'huge'], capsys)
+    assert 'no checkpoint' in cli_error(['sample', '--ckpt', tmp_path / 'none.pt', '--out', tmp_path / 'x.png', '--index', '0'], capsys)
+    run = tmp_path / 'run'
+    main(['train', '--data', data, '--out', run, '--steps', '1', '--story_bs', '4', '--image_bs', '8'])
+    ck = run / 'checkpoint.pt'
+    assert 'T=4 frames, got 3 sentences' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--story', 'a', 'b', 'c'], capsys)
+    assert 'either --story' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png'], capsys)
+    assert 'out of range' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '99'], capsys)
+    # data with stories of another length than the checkpoint's
+    d3 = tmp_path / 'd3'
+    for split in ('train', 'test'):
+        x = {k: np.load(data / split / f'{k}.npy')[:, :3] for k in ('images', 'text', 'labels')}
+        save_split(d3, split, x['images'], x['text'], x['labels'], [s[:3] for s in json.loads((data / split / 'sentences.json').read_text())])
+    write_info(d3, **{**json.loads((data / 'info.json').read_text()), 'T': 3})
+    err = cli_error(['train', '--data', d3, '--out', run, '--steps', '2', '--story_bs', '4', '--image_bs', '8', '--resume'], capsys)
+    assert 'T=3 in the data but T=4 in checkpoint' in err
+    assert 'T=3 in the data but T=4' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '0', '--data', d3], capsys)
