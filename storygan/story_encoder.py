@@ -33,7 +33,9 @@ class StoryGANConfig:
     filter_size: int = 15       # ... and their length (odd: 'same' padding)
     gf_dim: int = 224           # G width: the 4x4 map has 8*gf_dim channels, halved by each upsampling block
     g_sentence: bool = True     # feed the raw s_t to G next to o_t and i_t (the shortest path from text to pixels)
+    g_hidden: int = 512         # hidden layer of the MLP from the condition to the 4x4 map (0: one linear layer, as official)
     g_cond_norm: bool = True    # conditional BatchNorm: every upsampling block is modulated by the condition
+    g_coord: int = 16           # CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
     # --- discriminators ---
     df_dim: int = 96            # D width: image encoders end in an 8*df_dim x 4 x 4 map
     ds_dim: int = 1792          # D_S: size of each frame's image and sentence embedding
@@ -54,6 +56,9 @@ class StoryGANConfig:
                   'gf_dim', 'df_dim', 'ds_dim'):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{f}: expected a positive int, got {v!r}")
+        for f in ('g_hidden', 'g_coord'):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 0: raise ValueError(f"{f}: expected an int >= 0, got {v!r}")
         if self.image_size not in (32, 64): raise ValueError(f"image_size: expected 32 or 64, got {self.image_size!r}")
         if self.ablation not in ABLATIONS: raise ValueError(f"ablation: expected one of {ABLATIONS}, got {self.ablation!r}")
         if self.filter_size % 2 == 0: raise ValueError(f"filter_size: expected an odd number, got {self.filter_size}")
@@ -77,7 +82,8 @@ def use_story_d(self:StoryGANConfig):
 
 # %% ../nbs/03_story_encoder.ipynb #5e25f767
 PRESETS = dict(
-    tiny=dict(noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7, gf_dim=16, df_dim=16, ds_dim=64, image_size=32),
+    tiny=dict(noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7, gf_dim=16, g_hidden=256, df_dim=16, ds_dim=64,
+              image_size=32),
     clevr=dict(),
     pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, gf_dim=224,
                 df_dim=124, ds_dim=704),

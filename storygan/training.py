@@ -48,6 +48,7 @@ class TrainConfig:
     ckpt_every: int = 1000           # iterations between checkpoints (one is always written at the end); 0: only at the end
     log_every: int = 1               # iterations between lines of metrics.jsonl
     n_samples: int = 6               # validation stories in the sample grid
+    time_limit: Optional[float] = None  # minutes: a call that runs longer stops early (with checkpoint and samples)
     amp: bool = False                # mixed precision: autocast, plus GradScaler for fp16
     amp_dtype: str = 'auto'          # 'bf16', 'fp16' or 'auto' (bf16 where supported)
     compile: bool = False            # torch.compile the three networks
@@ -268,7 +269,7 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
     return ck
 
 # %% ../nbs/07_training.ipynb #59742212
-RESUMABLE_FIELDS = {'steps', 'epochs', 'sample_every', 'ckpt_every', 'log_every', 'n_samples', 'num_workers',
+RESUMABLE_FIELDS = {'steps', 'epochs', 'sample_every', 'ckpt_every', 'log_every', 'n_samples', 'time_limit', 'num_workers',
                     'compile', 'channels_last', 'amp', 'amp_dtype', 'device'}
 
 def config_diff(saved:dict, # config as stored in a checkpoint
@@ -483,7 +484,7 @@ def train_storygan(data, # dataset folder (the story dataset format)
         if main_proc and not bars: print(msg, flush=True)
     def brief(stats): return '  '.join(f"{k} {stats[k]:.3f}" for k in ('d_img', 'd_story', 'g') if k in stats)
 
-    ss = tr.data_state['story']
+    ss, stop = tr.data_state['story'], 0
     epochs = range(ss['epoch'], math.ceil(total / spe))
     mb = master_bar(epochs) if bars else epochs
     say(f"training {preset} ({cfg.image_size}x{cfg.image_size}, T={cfg.T}) for {total} iterations ({spe} per epoch) on {tr.device}"
@@ -515,10 +516,13 @@ def train_storygan(data, # dataset folder (the story dataset format)
                         say(f"iteration {tr.step}/{total}  {brief(stats)}  {now - t0:.0f}s")
                     if tc.ckpt_every and tr.step % tc.ckpt_every == 0: checkpoint()
                     for cb in callbacks: cb(tr, stats)
-                    stop = intr.requested
-                    if world > 1:
-                        flag = torch.tensor(float(stop), device=tr.device); dist.all_reduce(flag); stop = flag.item() > 0
-                    if stop: raise KeyboardInterrupt
+                    stop = 2 if intr.requested else int(bool(tc.time_limit) and now - t0 > 60 * tc.time_limit)
+                    if world > 1:   # the processes agree: the strongest reason to stop wins
+                        flag = torch.tensor(float(stop), device=tr.device); dist.all_reduce(flag, op=dist.ReduceOp.MAX); stop = int(flag.item())
+                    if stop == 2: raise KeyboardInterrupt
+                    if stop == 1: break
+                if stop == 1:
+                    say(f"time limit of {tc.time_limit} minutes reached at iteration {tr.step}"); break
         except KeyboardInterrupt:
             checkpoint()
             say(f"interrupted at iteration {tr.step}: checkpoint saved to {ck_path}")
@@ -557,6 +561,7 @@ def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (req
           g_steps:int=None, # G updates per D update (default 2)
           sample_every:int=None, # iterations between sample grids
           ckpt_every:int=None, # iterations between checkpoints
+          time_limit:float=None, # minutes: stop early (with a checkpoint) when this call runs longer
           image_size:int=None, # model image size, 32 or 64 (default: the preset's); frames are resized to it
           workers:int=0, # DataLoader worker processes
           seed:int=0, # random seed
@@ -567,7 +572,7 @@ def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (req
     if steps is not None and epochs is not None: raise ValueError(f"give --steps or --epochs, not both (got steps={steps}, epochs={epochs})")
     tc = train_preset(preset, steps=steps, epochs=epochs, amp=amp, compile=compile, channels_last=channels_last, story_bs=story_bs,
                       image_bs=image_bs, lr=lr, g_steps=g_steps, sample_every=sample_every, ckpt_every=ckpt_every,
-                      num_workers=workers, seed=seed, device=device)
+                      time_limit=time_limit, num_workers=workers, seed=seed, device=device)
     try: train_storygan(data, out, preset, tc, resume=resume, **({} if image_size is None else dict(image_size=image_size)))
     except KeyboardInterrupt: return 130
     finally:

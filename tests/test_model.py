@@ -141,8 +141,10 @@ def test_ablations_differ_in_parameters():
     assert counts['imagegan'][2] == 0 < counts['svc'][2]
 
 
-def test_spectral_norm_variant_trains():
-    cfg = tiny(d_spectral_norm=True, d_batch_norm=False, g_cond_norm=False, d_projection=False)
+def test_official_like_variant_trains():
+    "Every conditioning knob off, spectral norm on: still builds and trains."
+    cfg = tiny(d_spectral_norm=True, d_batch_norm=False, g_cond_norm=False, d_projection=False, g_hidden=0, g_coord=0,
+               g_sentence=False)
     G, D_I, D_S = build_models(cfg)
     l_di, l_ds, l_g, _ = losses(cfg, G, D_I, D_S)
     (l_di + l_ds).backward(); l_g.backward()

@@ -62,6 +62,11 @@ def test_interrupt_saves_checkpoint(data, tmp_path):
     a = train_storygan(data, tmp_path / 'a', tcfg=tcfg(6))
     assert states_equal(a.state_dict()['models'], b.state_dict()['models'])
 
+def test_time_limit_stops_early_with_checkpoint(data, tmp_path):
+    tr = train_storygan(data, tmp_path / 't', tcfg=tcfg(50, time_limit=1e-6))
+    assert tr.step == 1 and load_checkpoint(tmp_path / 't' / 'checkpoint.pt')['step'] == 1
+    assert (tmp_path / 't' / 'samples' / 'step_000001.png').exists()
+
 def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     p = save_checkpoint(dict(format='storygan-checkpoint', step=1, w=torch.ones(3)), tmp_path / 'ck.pt')
     def broken_save(obj, f, *a, **k):
