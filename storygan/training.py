@@ -130,11 +130,10 @@ def autocast(self:StoryGANTrainer):
 
 @patch
 def _setup_compile(self:StoryGANTrainer):
-    "With `compile`: compile, in place, G's image generator and the discriminators' parts (the losses call the parts)"
+    "With `compile`: compile, in place, the convolutional parts that do nearly all the work (the losses call D's parts directly)"
     if not self.tcfg.compile: return
-    self.G.image_generator.compile()
-    for D in (self.D_I, self.D_S):
-        for part in (D.children() if D is not None else ()): part.compile()
+    for m in (self.G.image_generator, self.D_I.encoder, getattr(self.D_S, 'encoder', None)):
+        if m is not None: m.compile()
 
 @patch
 def _broadcast_weights(self:StoryGANTrainer):
@@ -725,12 +724,14 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
                 warmup:int=2, # untimed iterations first (compilation happens here)
                 image_size:int=None, # override the presets' image size (32 or 64)
                 device:str=None, # cpu, cuda, mps (default: the best available)
+                threads:int=None, # CPU threads for torch (default: torch's choice)
                ):
     "Time training iterations per preset, batch size, AMP and compile setting: s/iteration, images/s, peak memory"
     over = {} if image_size is None else dict(image_size=image_size)
     dev = torch.device(device or default_device())
+    if threads: torch.set_num_threads(threads)
     mem = 'peak CUDA MiB' if dev.type == 'cuda' else 'peak RSS MiB'
-    print(f"device {dev} ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(f"device {dev} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}; Algorithm 1 with {TrainConfig.g_steps} G steps per iteration")
     print(f"{'preset':>7} {'size':>4} {'story/img bs':>12} {'amp':>4} {'compile':>7} {'s/iter':>8} {'images/s':>9} {mem:>13}", flush=True)
     rows = []
     for p in presets:

@@ -62,6 +62,14 @@ def test_interrupt_saves_checkpoint(data, tmp_path):
     a = train_storygan(data, tmp_path / 'a', tcfg=tcfg(6))
     assert states_equal(a.state_dict()['models'], b.state_dict()['models'])
 
+def test_ctrl_c_stops_after_the_iteration(data, tmp_path):
+    import signal
+    def ctrl_c_at_2(tr, stats):
+        if tr.step == 2: os.kill(os.getpid(), signal.SIGINT)   # as if the user pressed Ctrl-C during iteration 2
+    with pytest.raises(KeyboardInterrupt): train_storygan(data, tmp_path / 'c', tcfg=tcfg(6), callbacks=[ctrl_c_at_2])
+    assert load_checkpoint(tmp_path / 'c' / 'checkpoint.pt')['step'] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is restored
+
 def test_time_limit_stops_early_with_checkpoint(data, tmp_path):
     tr = train_storygan(data, tmp_path / 't', tcfg=tcfg(50, time_limit=1e-6))
     assert tr.step == 1 and load_checkpoint(tmp_path / 't' / 'checkpoint.pt')['step'] == 1
