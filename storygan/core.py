@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #341977eb
 from __future__ import annotations
-import importlib, os, pkgutil, random, sys, textwrap
+import importlib, pkgutil, random, sys, textwrap
 from pathlib import Path
 
 import numpy as np

@@ -14,7 +14,6 @@ import fastcore.all as fc
 from torch.utils.data import Dataset, DataLoader
 
 from .core import *
-from .clevr import save_split, write_info
 
 # %% auto #0
 __all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'collate_stories',
