@@ -4,12 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #341977eb
 from __future__ import annotations
-import importlib, pkgutil, random, sys, textwrap
+import argparse, copy, importlib, pkgutil, random, sys, textwrap
 from pathlib import Path
 
 import numpy as np
 import torch
-from fastcore.script import anno_parser, Param
+from fastcore.docments import docments
+from fastcore.script import Param
 
 # %% auto #0
 __all__ = ['COMMANDS', 'set_seed', 'default_device', 'to_01', 'stories_to_tensor', 'show_story', 'save_story_grid', 'command',
@@ -113,6 +114,29 @@ def _usage() -> str:
     return 'usage: storygan <command> [--help] [options]\n\ncommands:\n' + '\n'.join(lines)
 
 # %% ../nbs/00_core.ipynb #722c11d0
+def _parser(f, # a function registered with `@command`
+            prog:str, # the program name shown in usage lines
+           ) -> argparse.ArgumentParser:
+    "An argparse parser whose flags are `f`'s parameters, spelled with dashes; their docments are the help"
+    p = argparse.ArgumentParser(prog=prog, description=f.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for k, v in docments(f, full=True, returns=False, eval_str=True).items():
+        param = copy.copy(v.anno) if isinstance(v.anno, Param) else Param(v.docment, v.anno)
+        param.set_default(v.default)                     # bools become --flag / --no-flag; the help gets "(default: ...)"
+        name = ('no-' if param.negated else '') + k.replace('_', '-')
+        p.add_argument(f"{param.pre}{name}", **{**param.kwargs, **({'dest': k} if param.opt else {})})
+    return p
+
+def _dashes(argv:list, # command-line arguments
+            p:argparse.ArgumentParser, # the parser they are for
+           ) -> list:
+    "`argv` with each `--some_flag` (or `--some_flag=value`) rewritten to `--some-flag` when the parser knows that flag"
+    known, out = set(p._option_string_actions), []
+    for a in argv:
+        flag, eq, val = a.partition('=')
+        if flag.startswith('--') and '_' in flag and flag.replace('_', '-') in known: a = flag.replace('_', '-') + eq + val
+        out.append(a)
+    return out
+
 def main(argv=None, # arguments, without the program name; default sys.argv[1:]
         ):
     "Entry point of the `storygan` command line"
@@ -124,8 +148,8 @@ def main(argv=None, # arguments, without the program name; default sys.argv[1:]
     if name not in COMMANDS:
         print(f"storygan: unknown command {name!r}\n\n{_usage()}", file=sys.stderr); sys.exit(2)
     f = COMMANDS[name]
-    args = vars(anno_parser(f, prog=f'storygan {name}').parse_args(rest))
-    args.pop('pdb', None); args.pop('xtra', None)
+    p = _parser(f, f'storygan {name}')
+    args = vars(p.parse_args(_dashes(rest, p)))
     try: res = f(**args)
     except (ValueError, FileNotFoundError) as e:
         print(f"storygan {name}: error: {e}", file=sys.stderr); sys.exit(2)

@@ -259,10 +259,14 @@ def save_checkpoint(state:dict, # what to save
 def load_checkpoint(path, # a file written by `save_checkpoint`
                     map_location='cpu', # where to put the tensors
                    ) -> dict:
-    "Read a StoryGAN checkpoint (weights_only: no pickled code runs)"
+    "Read a StoryGAN checkpoint (weights_only: no pickled code runs); a run folder stands for its checkpoint.pt"
     path = Path(path)
+    if path.is_dir() and (path / 'checkpoint.pt').is_file(): path = path / 'checkpoint.pt'
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
-    ck = torch.load(path, map_location=map_location, weights_only=True)
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:   # not a zip/pickle file, cut short, or holding objects weights_only refuses
+        why = (str(e).strip().splitlines() or [''])[0][:160]
+        raise ValueError(f"{path} is not a readable StoryGAN checkpoint (truncated or corrupt?): {type(e).__name__}: {why}") from None
     if not isinstance(ck, dict) or ck.get('format') != 'storygan-checkpoint':
         raise ValueError(f"{path} is not a StoryGAN checkpoint (expected format 'storygan-checkpoint', got {ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r})")
     return ck

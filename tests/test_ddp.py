@@ -1,4 +1,4 @@
-"Two DDP processes (torchrun, gloo backend, CPU) train the tiny preset through `storygan train`."
+"Two DDP processes (torchrun -m storygan, gloo backend, CPU) train the tiny preset through `storygan train`."
 import json, os, subprocess, sys
 from pathlib import Path
 
@@ -9,11 +9,9 @@ from storygan.training import load_checkpoint, read_metrics
 
 def test_ddp_two_processes(tmp_path):
     data = generate_clevr(tmp_path / 'clevr', n_train=16, n_test=4, size=32, seed=0, workers=1, progress=False)
-    script = tmp_path / 'storygan_cli.py'
-    script.write_text('import sys\nfrom storygan.core import main\nsys.exit(main())\n')
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'CI': '1'}
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script), 'train',
-           '--data', str(data), '--out', str(tmp_path / 'run'), '--steps', '3', '--story_bs', '2', '--image_bs', '4', '--device', 'cpu']
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'storygan', 'train',
+           '--data', str(data), '--out', str(tmp_path / 'run'), '--steps', '3', '--story_bs', '2', '--image-bs', '4', '--device', 'cpu']
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ck = load_checkpoint(tmp_path / 'run' / 'checkpoint.pt')

@@ -86,7 +86,7 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
 
 def test_cli_train_and_sample(data, tmp_path, capsys):
     run = tmp_path / 'run'
-    assert main(['train', '--data', data, '--out', run, '--steps', '3', '--story_bs', '4', '--image_bs', '8', '--sample_every', '2']) == 0
+    assert main(['train', '--data', data, '--out', run, '--steps', '3', '--story-bs', '4', '--image-bs', '8', '--sample-every', '2']) == 0
     assert (run / 'checkpoint.pt').exists() and len(read_metrics(run)) == 3
     assert sorted(p.name for p in (run / 'samples').iterdir()) == ['step_000002.png', 'step_000003.png']
     from PIL import Image
@@ -96,7 +96,7 @@ def test_cli_train_and_sample(data, tmp_path, capsys):
     assert main(['sample', '--ckpt', run / 'checkpoint.pt', '--out', tmp_path / 'story.png', '--story', *story]) == 0
     assert str(tmp_path / 'story.png') in capsys.readouterr().out
     # resume through the CLI
-    assert main(['train', '--data', data, '--out', run, '--steps', '4', '--story_bs', '4', '--image_bs', '8', '--resume']) == 0
+    assert main(['train', '--data', data, '--out', run, '--steps', '4', '--story-bs', '4', '--image-bs', '8', '--resume']) == 0
     assert load_checkpoint(run / 'checkpoint.pt')['step'] == 4
 
 def cli_error(argv, capsys):
@@ -110,7 +110,7 @@ def test_bad_input(data, tmp_path, capsys):
     assert "preset must be one of" in cli_error(['train', '--data', data, '--out', tmp_path / 'x', '--preset', 'huge'], capsys)
     assert 'no checkpoint' in cli_error(['sample', '--ckpt', tmp_path / 'none.pt', '--out', tmp_path / 'x.png', '--index', '0'], capsys)
     run = tmp_path / 'run'
-    main(['train', '--data', data, '--out', run, '--steps', '1', '--story_bs', '4', '--image_bs', '8'])
+    main(['train', '--data', data, '--out', run, '--steps', '1', '--story-bs', '4', '--image-bs', '8'])
     ck = run / 'checkpoint.pt'
     assert 'T=4 frames, got 3 sentences' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--story', 'a', 'b', 'c'], capsys)
     assert 'either --story' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png'], capsys)
@@ -121,6 +121,6 @@ def test_bad_input(data, tmp_path, capsys):
         x = {k: np.load(data / split / f'{k}.npy')[:, :3] for k in ('images', 'text', 'labels')}
         save_split(d3, split, x['images'], x['text'], x['labels'], [s[:3] for s in json.loads((data / split / 'sentences.json').read_text())])
     write_info(d3, **{**json.loads((data / 'info.json').read_text()), 'T': 3})
-    err = cli_error(['train', '--data', d3, '--out', run, '--steps', '2', '--story_bs', '4', '--image_bs', '8', '--resume'], capsys)
+    err = cli_error(['train', '--data', d3, '--out', run, '--steps', '2', '--story-bs', '4', '--image-bs', '8', '--resume'], capsys)
     assert 'T=3 in the data but T=4 in checkpoint' in err
     assert 'T=3 in the data but T=4' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '0', '--data', d3], capsys)
