@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_clevr.ipynb #364131ee
 from __future__ import annotations
-import json, os, re, shutil, sys, time, zlib
+import json, math, os, re, shutil, sys, time, zlib
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -20,8 +20,8 @@ __all__ = ['SHAPES', 'COLORS', 'MATERIALS', 'SIZES', 'CUBE_SCALE', 'CLEVR_T', 'S
            'scene_vectors', 'vectors_to_labels', 'scene_sentences', 'parse_sentence', 'sentences_to_scene',
            'sentences_to_vectors', 'camera_frame', 'camera_rays', 'project', 'hit_floor', 'floor_color', 'hit_sphere',
            'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow', 'render_scene', 'story_rng',
-           'visible_fraction', 'make_story', 'make_stories', 'save_split', 'write_info', 'generate_clevr', 'clevr',
-           'bench_clevr']
+           'visible_fraction', 'make_story', 'make_stories', 'vector_layout', 'render_floor', 'save_split',
+           'write_info', 'generate_clevr', 'clevr', 'bench_clevr']
 
 # %% ../nbs/01_clevr.ipynb #faa76038
 SHAPES = ('cube', 'sphere', 'cylinder')
@@ -465,6 +465,38 @@ def make_stories(n:int, # number of stories
     finally:
         if pool: pool.close(); pool.join()
     return out
+
+# %% ../nbs/01_clevr.ipynb #cbe94afc
+def vector_layout(S, # condition vectors (..., 75): a torch tensor or a numpy array
+                 ) -> dict:
+    "Objects of CLEVR-style vectors: attrs (..., 4, 15), present (..., 4) and xy (..., 4, 2), the centre in [-1, 1] frame coordinates"
+    import torch
+    S = torch.as_tensor(np.asarray(S) if not isinstance(S, torch.Tensor) else S).float()
+    if S.shape[-1] != CLEVR_TEXT_DIM: raise ValueError(f"CLEVR-style vectors are {CLEVR_TEXT_DIM}-d, got shape {tuple(S.shape)}")
+    slots = S[..., :CLEVR_T * SLOT_DIM].unflatten(-1, (CLEVR_T, SLOT_DIM))          # (..., 4, 18)
+    attrs = slots[..., :CLEVR_LABEL_DIM]
+    unit = lambda v: v / v.norm(dim=-1, keepdim=True)
+    C = torch.as_tensor(CAMERA_POS).to(S) + S[..., -CAMERA_DIM:]                       # (..., 3) camera position
+    f = unit(torch.as_tensor(CAMERA_TARGET).to(S) - C)                                 # forward
+    r = unit(torch.cross(f, torch.tensor([0., 0., 1.]).to(S).expand_as(f), dim=-1))   # right
+    u = torch.cross(r, f, dim=-1)                                                      # up
+    p = slots[..., 15:18] - C[..., None, :]                                            # (..., 4, 3) camera -> object
+    px, py, pz = [(p * a[..., None, :]).sum(-1) for a in (r, u, f)]                    # camera coordinates
+    tanf = math.tan(math.radians(CAMERA_FOV) / 2)
+    xy = torch.stack([px / (pz * tanf * CAMERA_ASPECT), -py / (pz * tanf)], -1)       # perspective divide
+    return dict(attrs=attrs, present=attrs.sum(-1) > 0, xy=xy)
+
+# %% ../nbs/01_clevr.ipynb #aae35d5e
+def render_floor(camera, # (3,) camera jitter (the last 3 entries of a frame's vector)
+                 size:int=64, # frame size in pixels
+                 ss:int=3, # supersampling factor
+                ) -> np.ndarray:
+    "The empty floor seen by a story's camera, uint8 (size, size, 3): the frame before its first object"
+    C, d = camera_rays(np.asarray(camera, np.float32), size * ss)
+    depth = hit_floor(C, d)
+    P = C + np.where(np.isfinite(depth), depth, 0)[..., None] * d
+    lo = floor_color(P).reshape(size, ss, size, ss, 3).mean((1, 3))
+    return (np.clip(lo, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 # %% ../nbs/01_clevr.ipynb #1355bd6b
 def save_split(root, # dataset directory

@@ -13,8 +13,8 @@ from fastcore.docments import docments
 from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['COMMANDS', 'set_seed', 'default_device', 'to_01', 'stories_to_tensor', 'show_story', 'save_story_grid', 'command',
-           'main']
+__all__ = ['COMMANDS', 'set_seed', 'default_device', 'to_01', 'stories_to_tensor', 'show_story', 'story_sheet', 'save_story_grid',
+           'command', 'load_modules', 'main']
 
 # %% ../nbs/00_core.ipynb #b50bda5e
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and CUDA)
@@ -79,6 +79,47 @@ def show_story(images, # stories: float (B,T,3,H,W) in [-1,1] or uint8 (B,T,H,W,
     fig.tight_layout()
     return fig
 
+# %% ../nbs/00_core.ipynb #49bfd888
+def story_sheet(X, # real stories: float (B,T,3,H,W) in [-1,1] or uint8 (B,T,H,W,3)
+                X_hat, # generated stories, the same shape
+                sentences, # B lists of T sentences
+                path=None, # PNG file to write (optional)
+                px:int=64, # pixels per frame on the page
+                title:str=None, # optional title
+                labels=('real', 'generated'), # the two rows' labels
+                notes=None, # optional B lists of T short strings written under the generated frames
+                dpi:int=100, # page resolution (the page is laid out in pixels)
+               ):
+    "A page of stories: real frames above generated ones, the numbered sentences beside them; returns the figure"
+    import matplotlib.pyplot as plt
+    x, xh = to_01(stories_to_tensor(X)), to_01(stories_to_tensor(X_hat))
+    if x.shape != xh.shape: raise ValueError(f"real {tuple(x.shape)} and generated {tuple(xh.shape)} stories differ in shape")
+    B, T = x.shape[:2]
+    if len(sentences) != B or any(len(s) != T for s in sentences): raise ValueError(f"sentences must be {B} lists of {T} strings")
+    f, g = px / dpi, 3 / dpi                                    # frame and gap, inches
+    note_h = 0.16 if notes is not None else 0
+    left, top, sep, text_w = 0.8, (0.55 if title else 0.3), 0.22, 4.4
+    story_h = 2 * f + g + note_h
+    W, H = left + T * (f + g) + 0.15 + text_w, top + B * (story_h + sep)
+    fig = plt.figure(figsize=(W, H), dpi=dpi)
+    for b in range(B):
+        y0 = H - top - b * (story_h + sep)                      # top edge of story b
+        for r, imgs in enumerate((x, xh)):
+            for t in range(T):
+                ax = fig.add_axes([(left + t * (f + g)) / W, (y0 - (r + 1) * f - r * g) / H, f / W, f / H])
+                ax.imshow(imgs[b, t].permute(1, 2, 0).numpy(), interpolation='nearest'); ax.set_axis_off()
+                if b == 0 and r == 0: fig.text((left + t * (f + g) + f / 2) / W, (y0 + 0.05) / H, f't = {t + 1}', ha='center', va='bottom', fontsize=8)
+                if r == 1 and notes is not None:
+                    fig.text((left + t * (f + g) + f / 2) / W, (y0 - 2 * f - g - 0.02) / H, notes[b][t], ha='center', va='top', fontsize=6.5)
+            fig.text((left - 0.08) / W, (y0 - r * (f + g) - f / 2) / H, labels[r], ha='right', va='center', fontsize=8)
+        text = '\n'.join(f"{t + 1}. {s}" for t, s in enumerate(sentences[b]))
+        fig.text((left + T * (f + g) + 0.15) / W, (y0 - 0.02) / H, text, ha='left', va='top', fontsize=8.5, linespacing=1.5)
+    if title: fig.text(0.5, 1 - 0.12 / H, title, ha='center', va='top', fontsize=10)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+    return fig
+
 # %% ../nbs/00_core.ipynb #831d1ab1
 def save_story_grid(images, # stories: float (B,T,3,H,W) in [-1,1] or uint8 (B,T,H,W,3)
                     path, # where to write the PNG
@@ -97,13 +138,16 @@ def save_story_grid(images, # stories: float (B,T,3,H,W) in [-1,1] or uint8 (B,T
 # %% ../nbs/00_core.ipynb #a2ee4d5f
 COMMANDS = {}
 
-def command(f):
-    "Register `f` as the subcommand `storygan <name>` (underscores become dashes); its docments become the flags"
-    COMMANDS[f.__name__.replace('_', '-')] = f
+def command(f=None, # the function to register
+            name:str=None, # the subcommand's name (default: the function's, underscores as dashes)
+           ):
+    "Register `f` as the subcommand `storygan <name>`; its docments become the flags. Also `@command(name='...')`"
+    if f is None: return lambda g: command(g, name)
+    COMMANDS[name or f.__name__.replace('_', '-')] = f
     return f
 
-def _load_commands():
-    "Import every storygan module so that its `@command`s register"
+def load_modules():
+    "Import every storygan module, so that each registers what it adds (its `@command`s, its dataset formats)"
     import storygan
     for m in pkgutil.iter_modules(storygan.__path__):
         if not m.name.startswith('_'): importlib.import_module(f'storygan.{m.name}')
@@ -141,7 +185,7 @@ def main(argv=None, # arguments, without the program name; default sys.argv[1:]
         ):
     "Entry point of the `storygan` command line"
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    _load_commands()
+    load_modules()
     if not argv or argv[0] in ('-h', '--help', 'help'):
         print(_usage()); return 0
     name, rest = argv[0], argv[1:]

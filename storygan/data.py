@@ -16,8 +16,8 @@ from torch.utils.data import Dataset, DataLoader
 from .core import *
 
 # %% auto #0
-__all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'collate_stories',
-           'story_loaders']
+__all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'register_format', 'data_info',
+           'open_stories', 'collate_stories', 'story_loaders']
 
 # %% ../nbs/02_data.ipynb #8434da0f
 def read_info(root, # dataset directory
@@ -121,13 +121,13 @@ def __getitem__(self:StoryDataset, i:int) -> dict:
 # %% ../nbs/02_data.ipynb #c9d08d23
 class ImageDataset(Dataset):
     "Single frames with their sentence, labels and their whole story's sentence vectors"
-    def __init__(self, root, # dataset directory
+    def __init__(self, root, # dataset directory, or a story dataset (e.g. from `open_stories`) to take the frames of
                  split:str='train', # which split folder to read
                  T:int=None, # expected frames per story
                  image_size:int=None, # resize frames to this size
                  transform=None, # optional callable applied to each (1,3,H,W) frame tensor
                 ):
-        self.stories = StoryDataset(root, split, T=T, image_size=image_size, transform=transform)
+        self.stories = root if isinstance(root, Dataset) else StoryDataset(root, split, T=T, image_size=image_size, transform=transform)
 
     def __len__(self): return len(self.stories) * self.stories.T
 
@@ -135,12 +135,55 @@ class ImageDataset(Dataset):
         if not 0 <= i < len(self): raise IndexError(f"frame {i} out of range for {len(self)} frames")
         s = self.stories
         n, t = divmod(i, s.T)
+        if hasattr(s, 'frame_item'): return s.frame_item(n, t)   # a dataset that reads one frame faster than its story
+        if not isinstance(s, StoryDataset):
+            st = s[n]
+            return dict(image=st['images'][t], text=st['text'][t], labels=st['labels'][t], story_text=st['text'], t=t,
+                        sentence=st['sentences'][t], index=n)
         if s._images is None: s._images = _load_array(s.images_path, mmap=True)
         x = stories_to_tensor(np.array(s._images[n, t:t+1]))[0]  # (1, 3, H, W)
         if x.shape[-1] != s.image_size: x = F.interpolate(x, size=s.image_size, mode='bilinear', antialias=True, align_corners=False)
         if s.transform is not None: x = s.transform(x)
         return dict(image=x[0], text=torch.from_numpy(s.text[n, t]), labels=torch.from_numpy(s.labels[n, t]),
                     story_text=torch.from_numpy(s.text[n]), t=t, sentence=s.sentences[n][t], index=n)
+
+# %% ../nbs/02_data.ipynb #c6117273
+_FORMATS = {}
+
+def register_format(name:str, # the format's name, e.g. 'pororo-sv'
+                    detect, # detect(root) -> bool: does folder `root` hold a dataset in this format?
+                    stories, # stories(root, split, image_size=, T=, train=) -> a story dataset
+                    info, # info(root) -> dict with at least T, image_size, text_dim, label_dim, source, splits
+                   ):
+    "Teach `open_stories` and `data_info` a dataset layout"
+    _FORMATS[name] = (detect, stories, info)
+
+def _format(root:Path) -> tuple:
+    if not root.is_dir(): raise FileNotFoundError(f"dataset directory {root} does not exist")
+    for attempt in range(2):
+        for name, f in _FORMATS.items():
+            if f[0](root): return f
+        load_modules()   # formats of modules not imported yet
+    raise FileNotFoundError(f"{root / 'info.json'} is missing: {root} is not a story dataset (make one with "
+                            f"`storygan clevr --out {root}`) nor in another known layout ({', '.join(_FORMATS)})")
+
+def data_info(root, # dataset directory, in any registered layout
+             ) -> dict:
+    "The dataset's sizes and description: T, image_size, text_dim, label_dim, source, splits, ..."
+    return _format(Path(root))[2](Path(root))
+
+def open_stories(root, # dataset directory, in any registered layout
+                 split:str='train', # which split
+                 image_size:int=None, # resize frames to this size
+                 T:int=None, # expected frames per story
+                 train:bool=False, # training-time randomness where the format has any
+                ) -> Dataset:
+    "A split of a dataset as a story dataset, whatever its layout on disk"
+    return _format(Path(root))[1](Path(root), split, image_size=image_size, T=T, train=train)
+
+register_format('storygan-stories', lambda root: (root / 'info.json').exists(),
+                lambda root, split, image_size=None, T=None, train=False: StoryDataset(root, split, T=T, image_size=image_size),
+                read_info)
 
 # %% ../nbs/02_data.ipynb #81d34344
 def collate_stories(batch:list, # items from `StoryDataset` or `ImageDataset`
@@ -165,8 +208,8 @@ def story_loaders(root, # dataset directory
                   image_size:int=None, # resize frames to this size
                  ) -> tuple:
     "The story and image `DataLoader`s of Algorithm 1, shuffled by seeded generators"
-    sds = StoryDataset(root, split, T=T, image_size=image_size)
-    ids = ImageDataset(root, split, T=T, image_size=image_size)
+    sds = open_stories(root, split, image_size=image_size, T=T, train=True)
+    ids = ImageDataset(sds)
     for name, bs, ds in (('story_bs', story_bs, sds), ('image_bs', image_bs, ids)):
         if not 0 < bs <= len(ds): raise ValueError(f"{name}={bs} must be between 1 and the {len(ds)} items of split {split!r}")
     kw = dict(collate_fn=collate_stories, num_workers=num_workers, drop_last=True, persistent_workers=num_workers > 0)

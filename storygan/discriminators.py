@@ -12,10 +12,11 @@ from fastcore.basics import patch
 from .story_encoder import *
 from .context_encoder import *
 from .generator import *
+from .clevr import vector_layout
 
 # %% auto #0
-__all__ = ['ImageEncoder', 'ImageDiscriminator', 'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss',
-           'build_models', 'count_params']
+__all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'object_loss', 'sample_patches',
+           'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models', 'count_params']
 
 # %% ../nbs/06_discriminators.ipynb #ede5caed
 def _sn(m:nn.Module, on:bool)->nn.Module:
@@ -37,9 +38,17 @@ class ImageEncoder(nn.Sequential):
 
     def forward(self, x:torch.Tensor):  # (N, 3, H, W) in [-1, 1]
         "(N, 8*df_dim, 4, 4)"
+        return self.stages(x)[0]
+
+    def stages(self, x:torch.Tensor):  # (N, 3, H, W) in [-1, 1]
+        "The features (N, 8*df_dim, 4, 4) and the first block's map (N, c1, H/2, W/2), from one pass"
         s = self.cfg.image_size
         check_tensor(x, 'x', (None, 3, s, s), 'N C H W')
-        return super().forward(x)
+        layers = list(self)
+        h = layers[1](layers[0](x))                 # first conv + LeakyReLU (no BatchNorm there)
+        out = h
+        for m in layers[2:]: out = m(out)
+        return out, h
 
 # %% ../nbs/06_discriminators.ipynb #3d29f38c
 class ImageDiscriminator(nn.Module):
@@ -57,6 +66,12 @@ class ImageDiscriminator(nn.Module):
                                    _sn(nn.Conv2d(c, 1, 4), sn))
         self.proj = _sn(nn.Linear(e, c * 16, bias=False), sn) if cfg.d_projection else None        # V
         self.aux = _sn(nn.Linear(c * 16, cfg.label_dim), sn)                                       # label classifier
+        self.obj_net = self.obj_head = None
+        if cfg.obj_weight:                                                                         # object head
+            c1 = c // 2 ** (int(math.log2(cfg.image_size // 4)) - 1)                               # the first block's channels
+            self.obj_net = nn.Sequential(_sn(nn.Conv2d(c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2),
+                                         _sn(nn.Conv2d(2 * c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2))
+            self.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, _OBJ_SPLITS[-1]), sn))
 
 # %% ../nbs/06_discriminators.ipynb #b42db7ae
 @patch
@@ -91,6 +106,49 @@ def forward(self:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) frames
     "logit (N,), label_logits (N, L)."
     feat = self.encoder(x)
     return self.logit(feat, s_t, S), self.classify(feat)
+
+# %% ../nbs/06_discriminators.ipynb #29af86bf
+OBJ_ATTRS = dict(shape=3, color=8, material=2, size=2)   # classes per attribute of a CLEVR-style object
+_OBJ_SPLITS = [1 + sum(list(OBJ_ATTRS.values())[:k]) for k in range(len(OBJ_ATTRS) + 1)]   # [present | shape | color | material | size]
+
+def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judge
+                   last:torch.Tensor, # (..., 75) the last vector of each frame's story (it holds all the objects)
+                  ) -> dict:
+    "What frames must show: xy (..., 4, 2) the story's object places, present (.., 4) in each frame, attrs (..., 4, 4) classes, count"
+    lay, full = vector_layout(s), vector_layout(last)
+    attrs = torch.stack([a.argmax(-1) for a in full['attrs'].split(list(OBJ_ATTRS.values()), -1)], -1)
+    return dict(xy=full['xy'], present=lay['present'], attrs=attrs, count=lay['present'].sum(-1))
+
+def object_loss(q:torch.Tensor, # (N, K, 16) logits per place: [present | shape 3 | color 8 | material 2 | size 2]
+                present:torch.Tensor, # (N, K) bool: must an object be there
+                attrs:torch.Tensor, # (N, K, 4) its attribute classes
+               ) -> torch.Tensor:
+    "BCE on presence at every place + cross-entropy on each attribute where an object is"
+    q = q.float()
+    loss = F.binary_cross_entropy_with_logits(q[..., 0], present.float())
+    o, a = q[present], attrs[present]
+    if len(o): loss = loss + sum(F.cross_entropy(o[:, lo:hi], a[:, j]) for j, (lo, hi) in enumerate(zip(_OBJ_SPLITS[:-1], _OBJ_SPLITS[1:])))
+    return loss
+
+def sample_patches(f:torch.Tensor, # (N, C, H, W) feature map
+                   xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
+                   r:int=1, # a (2r+1) x (2r+1) patch of samples around each place ...
+                   step:float=None, # ... `step` apart (default: one cell of `f`)
+                  ) -> torch.Tensor:
+    "Bilinear samples of `f` on a patch around each place: (N, K, (2r+1)^2 * C)"
+    N, K = xy.shape[:2]
+    d = torch.arange(-r, r + 1, device=xy.device, dtype=xy.dtype) * (step or 2 / f.shape[-1])
+    offsets = torch.stack(torch.meshgrid(d, d, indexing='xy'), -1).view(-1, 2)    # ((2r+1)^2, 2) as (dx, dy)
+    grid = (xy[:, :, None] + offsets).view(N, -1, 1, 2).to(f.dtype)
+    z = F.grid_sample(f, grid, align_corners=False)                                 # (N, C, K * n, 1)
+    return z.view(N, f.shape[1], K, -1).permute(0, 2, 3, 1).flatten(2)
+
+@patch
+def objects(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
+            xy:torch.Tensor): # (N, K, 2) places
+    "The object head: logits (N, K, 16) [present | shape | color | material | size] at each place"
+    f = self.obj_net(h)
+    return self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
 
 # %% ../nbs/06_discriminators.ipynb #5ca75357
 class StoryDiscriminator(nn.Module):
@@ -136,15 +194,20 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
                  cfg:StoryGANConfig):
     "D_I's loss: BCE(real,1) + 1/2[BCE(fake,0) + BCE(wrong,0)] + d_aux_weight * label BCE on real frames; (loss, stats)."
     check_tensor(labels, 'labels', (x.shape[0], cfg.label_dim), 'N L')
-    feat, feat_fake = D_I.encoder(x), D_I.encoder(x_fake.detach())
+    (feat, h), feat_fake = D_I.encoder.stages(x), D_I.encoder(x_fake.detach())
     real, fake = D_I.logit(feat, s_t, S), D_I.logit(feat_fake, s_t, S)
     wrong = D_I.logit(feat, _wrong(s_t), _wrong(S))
     l_real, l_fake, l_wrong = _bce(real, 1.), _bce(fake, 0.), _bce(wrong, 0.)
     l_aux = F.binary_cross_entropy_with_logits(D_I.classify(feat), labels)
     loss = l_real + 0.5 * (l_fake + l_wrong) + cfg.d_aux_weight * l_aux
+    extra = {}
+    if D_I.obj_net is not None:                                          # the object head, on real frames
+        tg = object_targets(s_t, S[:, -1])
+        l_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'])
+        loss = loss + cfg.d_obj_weight * l_obj; extra['d_img_obj'] = l_obj.item()
     p = lambda l: torch.sigmoid(l.detach()).mean().item()
     return loss, dict(d_img=loss.item(), d_img_real=l_real.item(), d_img_fake=l_fake.item(), d_img_wrong=l_wrong.item(),
-                      d_img_aux=l_aux.item(), p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
+                      d_img_aux=l_aux.item(), **extra, p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
 
 def story_d_loss(D_S:StoryDiscriminator, X:torch.Tensor,  # (B, T, 3, H, W) real stories
                  X_fake:torch.Tensor,                     # (B, T, 3, H, W) generated stories (detached here)
@@ -169,14 +232,19 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
                    S_story:torch.Tensor|None,          # (B, T, D) their sentence vectors
                    mu:torch.Tensor, logvar:torch.Tensor,  # (B', cond_dim) story encoder outputs
                    cfg:StoryGANConfig):
-    "G's loss: alpha*image adversarial + aux_weight*label BCE + beta*story adversarial + kl_weight*KL; (loss, stats)."
+    "G's loss: alpha*image adversarial + aux_weight*label BCE + beta*story adversarial + kl_weight*KL (+ obj_weight*object loss); (loss, stats)."
     check_tensor(labels, 'labels', (x_fake.shape[0], cfg.label_dim), 'N L')
-    logit, label_logits = D_I(x_fake, s_t, S_img)
+    feat, h = D_I.encoder.stages(x_fake)
+    logit, label_logits = D_I.logit(feat, s_t, S_img), D_I.classify(feat)
     g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
+    g_obj = torch.zeros((), device=logit.device)
+    if D_I.obj_net is not None:                                          # the object head, on the fakes
+        tg = object_targets(s_t, S_img[:, -1])
+        g_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'])
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)
-    loss = cfg.alpha * g_img + cfg.aux_weight * g_aux + cfg.beta * g_story + cfg.kl_weight * kl
-    return loss, dict(g=loss.item(), g_img=g_img.item(), g_aux=g_aux.item(), g_story=g_story.item(), kl=kl.item(),
+    loss = cfg.alpha * g_img + cfg.aux_weight * g_aux + cfg.beta * g_story + cfg.kl_weight * kl + cfg.obj_weight * g_obj
+    return loss, dict(g=loss.item(), g_img=g_img.item(), g_aux=g_aux.item(), g_story=g_story.item(), kl=kl.item(), g_obj=g_obj.item(),
                       p_img_fake_g=torch.sigmoid(logit.detach()).mean().item())
 
 # %% ../nbs/06_discriminators.ipynb #b4c9160b

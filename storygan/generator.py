@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from .story_encoder import *
 from .context_encoder import *
+from .clevr import vector_layout, CLEVR_LABEL_DIM
 
 # %% auto #0
-__all__ = ['generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'ImageGenerator', 'StoryGenerator']
+__all__ = ['generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'LayoutMap', 'ImageGenerator', 'StoryGenerator']
 
 # %% ../nbs/05_generator.ipynb #56652d4e
 def generator_input_dim(cfg:StoryGANConfig)->int:
@@ -49,27 +50,49 @@ def coord_channels(x:torch.Tensor)->torch.Tensor:  # (N, C, H, W) any feature ma
 
 # %% ../nbs/05_generator.ipynb #1335662f
 class UpBlock(nn.Module):
-    "x2 nearest upsampling -> (CoordConv channels) -> conv3x3 -> conditional BatchNorm -> ReLU."
+    "x2 nearest upsampling -> (CoordConv channels) (layout map) -> conv3x3 -> conditional BatchNorm -> ReLU."
     def __init__(self, c_in:int, c_out:int, cond_dim:int,
                  conditional:bool=True,  # conditional BatchNorm (else plain)
-                 coord_dim:int=0):       # size of the broadcast condition embedding; 0: no CoordConv channels
+                 coord_dim:int=0,        # size of the broadcast condition embedding; 0: no CoordConv channels
+                 layout_dim:int=0):      # channels of the layout map joined to the input (0: none)
         super().__init__()
         self.embed = nn.Linear(cond_dim, coord_dim) if coord_dim else None
-        self.conv = nn.Conv2d(c_in + (coord_dim + 2 if coord_dim else 0), c_out, 3, padding=1, bias=False)
+        self.conv = nn.Conv2d(c_in + (coord_dim + 2 if coord_dim else 0) + layout_dim, c_out, 3, padding=1, bias=False)
         self.norm = CondBatchNorm2d(c_out, cond_dim, conditional)
 
     def forward(self, x:torch.Tensor,  # (N, c_in, H, W)
-                c:torch.Tensor):       # (N, cond_dim)
+                c:torch.Tensor,        # (N, cond_dim)
+                layout:torch.Tensor|None=None):  # (N, layout_dim, 2H, 2W) the layout map at the output size
         "(N, c_out, 2H, 2W)"
         x = F.interpolate(x, scale_factor=2, mode='nearest')
         if self.embed is not None:
             e = self.embed(c)[..., None, None].expand(-1, -1, *x.shape[-2:])  # (N, coord_dim, 2H, 2W)
             x = torch.cat([x, coord_channels(x), e], 1)
+        if layout is not None: x = torch.cat([x, layout.to(x.dtype)], 1)
         return F.relu(self.norm(self.conv(x), c))
+
+# %% ../nbs/05_generator.ipynb #5654be5f
+class LayoutMap(nn.Module):
+    "CLEVR-style vectors (N, 75) -> (N, dim, size, size): each present object's embedded attributes as a Gaussian blob at its place"
+    def __init__(self, dim:int, # channels of the map
+                 sigma:float=0.1, # blob width in frame coordinates ([-1, 1])
+                ):
+        super().__init__()
+        self.embed, self.sigma = nn.Linear(CLEVR_LABEL_DIM, dim), sigma    # W_a
+
+    def forward(self, s:torch.Tensor, # (N, 75) one vector per frame
+                size:int, # the map's height and width
+               ) -> torch.Tensor:
+        lay = vector_layout(s)                                              # attrs (N, 4, 15), present (N, 4), xy (N, 4, 2)
+        e = self.embed(lay['attrs'].to(s.dtype)) * lay['present'][..., None]   # (N, 4, dim): W_a a_j, zero for empty slots
+        u = (torch.arange(size, device=s.device, dtype=s.dtype) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
+        sig = max(self.sigma, 1 / size)
+        bx, by = [torch.exp(-(u - lay['xy'][..., k:k + 1].to(s.dtype)) ** 2 / (2 * sig ** 2)) for k in (0, 1)]   # (N, 4, size) each
+        return torch.einsum('nkd,nkh,nkw->ndhw', e, by, bx)                # separable Gaussian blobs, summed over objects
 
 # %% ../nbs/05_generator.ipynb #2fd5e97a
 class ImageGenerator(nn.Module):
-    "c_t -> 4x4 map -> upsampling blocks conditioned on c_t -> tanh image (N, 3, image_size, image_size)."
+    "c_t -> 4x4 map -> upsampling blocks conditioned on c_t (and the layout map of s_t) -> tanh image (N, 3, image_size, image_size)."
     def __init__(self, cfg:StoryGANConfig):
         super().__init__()
         self.cfg, c_dim, self.c0 = cfg, generator_input_dim(cfg), cfg.gf_dim * 8
@@ -78,13 +101,17 @@ class ImageGenerator(nn.Module):
                                 nn.BatchNorm1d(self.c0 * 16), nn.ReLU())
         n_up = int(math.log2(cfg.image_size // 4))
         chans = [self.c0 // 2 ** k for k in range(n_up + 1)]  # e.g. 128, 64, 32, 16
-        self.blocks = nn.ModuleList(UpBlock(a, b, c_dim, cfg.g_cond_norm, cfg.g_coord) for a, b in zip(chans[:-1], chans[1:]))
+        self.blocks = nn.ModuleList(UpBlock(a, b, c_dim, cfg.g_cond_norm, cfg.g_coord, cfg.layout_dim) for a, b in zip(chans[:-1], chans[1:]))
+        self.layout = LayoutMap(cfg.layout_dim, cfg.layout_sigma) if cfg.layout_dim else None
         self.to_rgb = nn.Conv2d(chans[-1], 3, 3, padding=1)
 
-    def forward(self, c:torch.Tensor):  # (N, generator_input_dim) condition c_t of each frame
+    def forward(self, c:torch.Tensor,  # (N, generator_input_dim) condition c_t of each frame
+                s:torch.Tensor|None=None):  # (N, text_dim) each frame's sentence vector s_t (needed with layout maps)
         "(N, 3, image_size, image_size) in [-1, 1]"
+        if self.layout is not None and s is None: raise ValueError("layout maps need each frame's sentence vector s_t: call with s=")
         x = self.fc(c).view(-1, self.c0, 4, 4)  # (N, 8gf, 4, 4)
-        for block in self.blocks: x = block(x, c)
+        for k, block in enumerate(self.blocks):
+            x = block(x, c, None if self.layout is None else self.layout(s, 8 * 2 ** k))
         return torch.tanh(self.to_rgb(x))
 
 # %% ../nbs/05_generator.ipynb #e3100e75
@@ -123,5 +150,5 @@ def forward(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
     "X_hat (B, T, 3, H, W) in [-1, 1], mu (B, cond_dim), logvar (B, cond_dim)."
     z = self.encode(S, noise, generator)
     B, T = S.shape[:2]
-    x = self.image_generator(z['c'].flatten(0, 1))  # (B*T, 3, H, W): all frames in one batch
+    x = self.image_generator(z['c'].flatten(0, 1), S.flatten(0, 1))  # (B*T, 3, H, W): all frames in one batch
     return x.view(B, T, *x.shape[1:]), z['mu'], z['logvar']

@@ -31,17 +31,21 @@ class StoryGANConfig:
     gru_dim: int = 75           # i_t, g_t: output/state of the sentence GRU
     filter_num: int = 3         # Text2Gist: filters predicted per frame ...
     filter_size: int = 15       # ... and their length (odd: 'same' padding)
-    gf_dim: int = 224           # G width: the 4x4 map has 8*gf_dim channels, halved by each upsampling block
+    gf_dim: int = 192           # G width: the 4x4 map has 8*gf_dim channels, halved by each upsampling block (official: 192)
     g_sentence: bool = True     # feed the raw s_t to G next to o_t and i_t (the shortest path from text to pixels)
-    g_hidden: int = 512         # hidden layer of the MLP from the condition to the 4x4 map (0: one linear layer, as official)
+    g_hidden: int = 768         # hidden layer of the MLP from the condition to the 4x4 map (0: one linear layer, as official)
     g_cond_norm: bool = True    # conditional BatchNorm: every upsampling block is modulated by the condition
-    g_coord: int = 16           # CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
+    g_coord: int = 0            # CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
+    layout_dim: int = 0         # layout maps: G's blocks see each object's embedded attributes painted at its place (CLEVR-style vectors; 0: off)
+    layout_sigma: float = 0.1   # width of an object's blob in the layout maps, in frame coordinates ([-1, 1])
     # --- discriminators ---
     df_dim: int = 96            # D width: image encoders end in an 8*df_dim x 4 x 4 map
     ds_dim: int = 1792          # D_S: size of each frame's image and sentence embedding
     d_projection: bool = True   # D_I adds a projection term <V e, features> (Miyato & Koyama, 2018)
     d_batch_norm: bool = True   # BatchNorm in the discriminators (as in the official code)
     d_spectral_norm: bool = False  # spectral norm on every discriminator weight
+    obj_weight: float = 0.0     # D_I's object head (CLEVR-style vectors): weight of its per-object loss on G's frames (0: no head)
+    d_obj_weight: float = 1.0   # ... and on real frames in D_I's loss
     # --- model variant ---
     ablation: str = 'storygan'  # 'imagegan' | 'svc' | 'svfn' | 'storygan' (paper section 5)
     # --- loss weights (generator loss; D losses are unweighted) ---
@@ -56,13 +60,15 @@ class StoryGANConfig:
                   'gf_dim', 'df_dim', 'ds_dim'):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{f}: expected a positive int, got {v!r}")
-        for f in ('g_hidden', 'g_coord'):
+        for f in ('g_hidden', 'g_coord', 'layout_dim'):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 0: raise ValueError(f"{f}: expected an int >= 0, got {v!r}")
         if self.image_size not in (32, 64): raise ValueError(f"image_size: expected 32 or 64, got {self.image_size!r}")
         if self.ablation not in ABLATIONS: raise ValueError(f"ablation: expected one of {ABLATIONS}, got {self.ablation!r}")
         if self.filter_size % 2 == 0: raise ValueError(f"filter_size: expected an odd number, got {self.filter_size}")
         if self.gf_dim * 8 % 16: raise ValueError(f"gf_dim: expected 8*gf_dim divisible by 16, got gf_dim={self.gf_dim}")
+        if (self.layout_dim or self.obj_weight) and self.text_dim != 75:
+            raise ValueError(f"layout_dim and obj_weight read CLEVR-style 75-d vectors (object slots with positions), but text_dim={self.text_dim}")
 
 # %% ../nbs/03_story_encoder.ipynb #75169aea
 @patch(as_prop=True)
@@ -82,11 +88,10 @@ def use_story_d(self:StoryGANConfig):
 
 # %% ../nbs/03_story_encoder.ipynb #5e25f767
 PRESETS = dict(
-    tiny=dict(noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7, gf_dim=16, g_hidden=256, df_dim=16, ds_dim=64,
+    tiny=dict(noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7, gf_dim=16, g_hidden=256, g_coord=16, df_dim=16, ds_dim=64,
               image_size=32),
     clevr=dict(),
-    pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, gf_dim=224,
-                df_dim=124, ds_dim=704),
+    pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, df_dim=124, ds_dim=704),
 )
 
 @patch(cls_method=True)
