@@ -17,7 +17,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'register_format', 'data_info',
-           'open_stories', 'collate_stories', 'story_loaders']
+           'open_stories', 'sentence_vectors', 'collate_stories', 'story_loaders']
 
 # %% ../nbs/02_data.ipynb #8434da0f
 def read_info(root, # dataset directory
@@ -154,9 +154,10 @@ def register_format(name:str, # the format's name, e.g. 'pororo-sv'
                     detect, # detect(root) -> bool: does folder `root` hold a dataset in this format?
                     stories, # stories(root, split, image_size=, T=, train=) -> a story dataset
                     info, # info(root) -> dict with at least T, image_size, text_dim, label_dim, source, splits
+                    sentences=None, # sentences(root, list of T sentences) -> (T, text_dim) condition vectors for new text (optional)
                    ):
-    "Teach `open_stories` and `data_info` a dataset layout"
-    _FORMATS[name] = (detect, stories, info)
+    "Teach `open_stories`, `data_info` and `sentence_vectors` a dataset layout"
+    _FORMATS[name] = (detect, stories, info, sentences)
 
 def _format(root:Path) -> tuple:
     if not root.is_dir(): raise FileNotFoundError(f"dataset directory {root} does not exist")
@@ -180,6 +181,14 @@ def open_stories(root, # dataset directory, in any registered layout
                 ) -> Dataset:
     "A split of a dataset as a story dataset, whatever its layout on disk"
     return _format(Path(root))[1](Path(root), split, image_size=image_size, T=T, train=train)
+
+def sentence_vectors(root, # dataset directory, in any registered layout
+                     sentences:list, # one sentence per frame
+                    ):
+    "Condition vectors (T, text_dim) for new sentences, the way the dataset's layout encodes text"
+    f = _format(Path(root))
+    if f[3] is None: raise ValueError(f"the layout of {root} has no way to turn new sentences into condition vectors")
+    return f[3](Path(root), list(sentences))
 
 register_format('storygan-stories', lambda root: (root / 'info.json').exists(),
                 lambda root, split, image_size=None, T=None, train=False: StoryDataset(root, split, T=T, image_size=image_size),

@@ -15,8 +15,9 @@ from .generator import *
 from .clevr import vector_layout
 
 # %% auto #0
-__all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'object_loss', 'sample_patches',
-           'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models', 'count_params']
+__all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'with_empty_places', 'object_loss',
+           'sample_patches', 'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models',
+           'count_params']
 
 # %% ../nbs/06_discriminators.ipynb #ede5caed
 def _sn(m:nn.Module, on:bool)->nn.Module:
@@ -119,13 +120,32 @@ def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judg
     attrs = torch.stack([a.argmax(-1) for a in full['attrs'].split(list(OBJ_ATTRS.values()), -1)], -1)
     return dict(xy=full['xy'], present=lay['present'], attrs=attrs, count=lay['present'].sum(-1))
 
+def with_empty_places(tg:dict, # from `object_targets`, for frames (N, ...)
+                      k:int=4, # places to add per frame
+                      margin:float=0.3, # at least this far (frame coordinates) from every object of the frame
+                     ) -> dict:
+    "`tg` with `k` more places per frame, drawn at random where the frame has no object: they must read as empty"
+    xy, present = tg['xy'], tg['present']                                # (N, 4, 2), (N, 4)
+    N = xy.shape[0]
+    cand = torch.rand(N, 4 * k, 2, device=xy.device) * 1.6 - 0.8        # candidates inside the floor's part of the frame
+    d = (cand[:, :, None] - xy[:, None]).norm(dim=-1)                    # (N, 4k, 4)
+    far = ((d > margin) | ~present[:, None]).all(-1)                     # (N, 4k): away from every object the frame shows
+    order = torch.argsort((~far).float() + torch.rand(N, 4 * k, device=xy.device) * 0.5, dim=1)[:, :k]   # the far ones first
+    e_xy = torch.gather(cand, 1, order[..., None].expand(-1, -1, 2))
+    e_ok = torch.gather(far, 1, order)                                   # a place too near an object is dropped below
+    out = dict(tg, xy=torch.cat([xy, e_xy], 1), present=torch.cat([present, torch.zeros_like(e_ok)], 1),
+               attrs=torch.cat([tg['attrs'], tg['attrs'][:, :k]], 1), keep=torch.cat([torch.ones_like(present), e_ok], 1))
+    return out
+
 def object_loss(q:torch.Tensor, # (N, K, 16) logits per place: [present | shape 3 | color 8 | material 2 | size 2]
                 present:torch.Tensor, # (N, K) bool: must an object be there
                 attrs:torch.Tensor, # (N, K, 4) its attribute classes
+                keep:torch.Tensor=None, # (N, K) bool: places to judge (default: all)
                ) -> torch.Tensor:
     "BCE on presence at every place + cross-entropy on each attribute where an object is"
     q = q.float()
-    loss = F.binary_cross_entropy_with_logits(q[..., 0], present.float())
+    bce = F.binary_cross_entropy_with_logits(q[..., 0], present.float(), reduction='none')
+    loss = bce.mean() if keep is None else (bce * keep).sum() / keep.sum().clamp(min=1)
     o, a = q[present], attrs[present]
     if len(o): loss = loss + sum(F.cross_entropy(o[:, lo:hi], a[:, j]) for j, (lo, hi) in enumerate(zip(_OBJ_SPLITS[:-1], _OBJ_SPLITS[1:])))
     return loss
@@ -202,8 +222,8 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     loss = l_real + 0.5 * (l_fake + l_wrong) + cfg.d_aux_weight * l_aux
     extra = {}
     if D_I.obj_net is not None:                                          # the object head, on real frames
-        tg = object_targets(s_t, S[:, -1])
-        l_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'])
+        tg = with_empty_places(object_targets(s_t, S[:, -1]))
+        l_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
         loss = loss + cfg.d_obj_weight * l_obj; extra['d_img_obj'] = l_obj.item()
     p = lambda l: torch.sigmoid(l.detach()).mean().item()
     return loss, dict(d_img=loss.item(), d_img_real=l_real.item(), d_img_fake=l_fake.item(), d_img_wrong=l_wrong.item(),
@@ -239,8 +259,8 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
     g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
     g_obj = torch.zeros((), device=logit.device)
     if D_I.obj_net is not None:                                          # the object head, on the fakes
-        tg = object_targets(s_t, S_img[:, -1])
-        g_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'])
+        tg = with_empty_places(object_targets(s_t, S_img[:, -1]))
+        g_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)
     loss = cfg.alpha * g_img + cfg.aux_weight * g_aux + cfg.beta * g_story + cfg.kl_weight * kl + cfg.obj_weight * g_obj

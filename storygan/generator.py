@@ -128,7 +128,8 @@ class StoryGenerator(nn.Module):
 @patch
 def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
            noise:torch.Tensor|None=None,         # (B, T, noise_dim) eps_t; None: drawn from `generator`
-           generator:torch.Generator|None=None): # source of all randomness not given
+           generator:torch.Generator|None=None, # source of all randomness not given
+           h0:torch.Tensor|None=None):           # (B, cond_dim) a story context to use instead of sampling one
     "dict of the story's intermediate tensors: h0, mu, logvar (B, cond_dim); eps, i, h, o (B, T, .); c (B, T, generator_input_dim)."
     cfg = self.cfg
     check_tensor(S, 'S', (None, cfg.T, cfg.text_dim), 'B T D')
@@ -138,7 +139,8 @@ def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
     if self.story_encoder is None:  # ImageGAN / SVC: every frame from its own sentence and noise
         zeros = S.new_zeros(B, cfg.cond_dim)
         return dict(eps=noise, mu=zeros, logvar=zeros, c=torch.cat([noise, S], -1))
-    h0, mu, logvar = self.story_encoder(S, generator)   # one h0 per story, shared by its frames
+    if h0 is None: h0, mu, logvar = self.story_encoder(S, generator)   # one h0 per story, shared by its frames
+    else: mu, logvar = self.story_encoder.encode(S); check_tensor(h0, 'h0', (B, cfg.cond_dim), 'B cond_dim')
     o, i, h = self.context_encoder(S, noise, h0)        # (B, T, .) each
     parts = [o if cfg.use_filter else h, i] + ([S] if cfg.g_sentence else [])
     return dict(eps=noise, h0=h0, mu=mu, logvar=logvar, i=i, h=h, o=o, c=torch.cat(parts, -1))
@@ -146,9 +148,10 @@ def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
 @patch
 def forward(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
             noise:torch.Tensor|None=None,         # (B, T, noise_dim) eps_t; None: drawn from `generator`
-            generator:torch.Generator|None=None): # source of all randomness not given
+            generator:torch.Generator|None=None, # source of all randomness not given
+            h0:torch.Tensor|None=None):           # (B, cond_dim) a story context to use instead of sampling one
     "X_hat (B, T, 3, H, W) in [-1, 1], mu (B, cond_dim), logvar (B, cond_dim)."
-    z = self.encode(S, noise, generator)
+    z = self.encode(S, noise, generator, h0)
     B, T = S.shape[:2]
     x = self.image_generator(z['c'].flatten(0, 1), S.flatten(0, 1))  # (B*T, 3, H, W): all frames in one batch
     return x.view(B, T, *x.shape[1:]), z['mu'], z['logvar']

@@ -27,8 +27,8 @@ from .discriminators import *
 __all__ = ['TRAIN_PRESETS', 'RESUMABLE_FIELDS', 'TrainConfig', 'train_preset', 'StepDecay', 'StoryGANTrainer', 'fast_bf16',
            'autocast_for', 'frozen', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_diff',
            'ResumableSampler', 'make_loader', 'generate_stories', 'real_above_fake', 'read_metrics', 'plot_metrics',
-           'ddp_setup', 'check_data_matches', 'train_storygan', 'load_generator', 'train', 'sample', 'random_batches',
-           'bench_configs', 'bench_train']
+           'ddp_setup', 'check_data_matches', 'train_storygan', 'load_generator', 'train', 'story_vectors', 'sample',
+           'random_batches', 'bench_configs', 'bench_train']
 
 # %% ../nbs/07_training.ipynb #ebf45608
 @dataclass
@@ -379,11 +379,14 @@ def make_loader(ds, bs:int, sampler, num_workers:int=0, pin:bool=False) -> DataL
 def generate_stories(G, # a StoryGenerator
                      S, # (B, T, D) sentence vectors
                      seed:int=0, # fixes the noise
+                     noise=None, # (B, T, noise_dim) the frames' noise instead (optional)
+                     h0=None, # (B, cond_dim) a story context instead of sampling one (optional)
                     ) -> torch.Tensor:
     "Stories (B, T, 3, H, W) in [-1, 1] that G draws (in eval mode) for S, with the noise fixed by `seed`"
     was = G.training; G.eval()
     dev = next(G.parameters()).device
-    try: X_hat, _, _ = G(S.to(dev), generator=torch.Generator().manual_seed(seed))   # CPU generator: same noise on any device
+    opt = lambda v: None if v is None else v.to(dev)
+    try: X_hat, _, _ = G(S.to(dev), opt(noise), torch.Generator().manual_seed(seed), opt(h0))   # CPU generator: same noise on any device
     finally: G.train(was)
     return X_hat.float().cpu()
 
@@ -629,13 +632,33 @@ def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (req
         if dist.is_initialized(): dist.destroy_process_group()
     return Path(out)
 
+# %% ../nbs/07_training.ipynb #03146c24
+def story_vectors(sentences:list, # one sentence per frame
+                  cfg:StoryGANConfig, # the model's config
+                  ck:dict, # its checkpoint (what data it was trained on)
+                 ) -> torch.Tensor:
+    "The condition vectors (1, T, D) of a new story, checked against the model: CLEVR-style sentences, or the text encoder of the model's data"
+    if len(sentences) != cfg.T: raise ValueError(f"the model draws stories of T={cfg.T} frames, got {len(sentences)} sentences")
+    data = ck.get('data', {})
+    if data.get('source') == 'clevr':
+        from storygan.clevr import sentences_to_vectors
+        S = sentences_to_vectors(list(sentences))
+    else:
+        if not Path(data.get('root', '')).is_dir():
+            raise ValueError(f"new sentences for a model trained on {data.get('source')!r} data are encoded the way its data folder says, "
+                             f"but {data.get('root')!r} is not there: give --data DIR")
+        S = sentence_vectors(data['root'], list(sentences))
+    S = torch.as_tensor(np.asarray(S), dtype=torch.float32)[None]
+    check_tensor(S, 'the story', (1, cfg.T, cfg.text_dim), 'B T D')
+    return S
+
 # %% ../nbs/07_training.ipynb #dfb3a76e
 @command
 def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
            out:str=None, # PNG file to write (required)
            story:Param("the story: one quoted sentence per frame (CLEVR-style models)", str, nargs='+')=None,
            index:Param("test-split stories to redraw, each real story above its generated versions", int, nargs='+')=None,
-           data:str=None, # dataset folder for --index (default: the one the model was trained on)
+           data:str=None, # dataset folder for --index, or whose text encoder --story uses (default: the one the model was trained on)
            n:int=1, # generated versions of each story (different noise)
            seed:int=0, # noise seed
            scale:int=None, # integer upscaling of the PNG (default: to 64 pixels per frame)
@@ -647,10 +670,8 @@ def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
     G, cfg, ck = load_generator(ckpt)
     info = ck.get('data', {})
     if story is not None:
-        if len(story) != cfg.T: raise ValueError(f"the model draws stories of T={cfg.T} frames, got {len(story)} sentences")
-        if info.get('source') != 'clevr': raise ValueError(f"--story needs a CLEVR-style model; this one was trained on {info.get('source')!r} data: use --index")
-        from storygan.clevr import sentences_to_vectors
-        S = torch.as_tensor(sentences_to_vectors(list(story)), dtype=torch.float32)[None]   # (1, T, D)
+        if data: ck = {**ck, 'data': {**ck.get('data', {}), 'root': str(data)}}              # the text encoder of another copy of the data
+        S = story_vectors(list(story), cfg, ck)                                                 # (1, T, D)
         grid = generate_stories(G, S.repeat(n, 1, 1), seed)                                    # (n, T, 3, H, W)
     else:
         root = Path(data or info.get('root', ''))
@@ -688,7 +709,7 @@ def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `com
                   warmup:int=2, # untimed iterations of each first (compilation happens here)
                   device=None, # default: the best available
                  ) -> list:
-    "Time Algorithm 1 on several configurations alternately, one iteration of each per round: median seconds per iteration"
+    "Time Algorithm 1 (with each preset's G steps) on several configurations alternately, one iteration of each per round: median s/iteration"
     dev = torch.device(device or default_device())
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
     runs = []
@@ -697,7 +718,7 @@ def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `com
         speed = {k: c.pop(k) for k in ('amp', 'compile', 'channels_last') if k in c}
         speed.setdefault('amp', False)
         cfg = StoryGANConfig.preset(preset, **c)
-        tr = StoryGANTrainer(cfg, TrainConfig(steps=1, story_bs=story_bs, image_bs=image_bs, device=str(dev), **speed))
+        tr = StoryGANTrainer(cfg, train_preset(preset, steps=1, story_bs=story_bs, image_bs=image_bs, device=str(dev), **speed))
         runs.append(dict(tr=tr, batches=random_batches(cfg, story_bs, image_bs), times=[], peak=0.,
                          row=dict(preset=preset, model=label or ' '.join(f'{k}={v}' for k, v in c.items()) or preset,
                                   image_size=cfg.image_size, story_bs=story_bs, image_bs=image_bs, amp=tr.use_amp,
