@@ -9,4 +9,5 @@ __all__ = []
 import sys
 from .core import main
 
+# %% ../nbs/cli/main.ipynb #5c1e9a70
 if __name__ == '__main__': sys.exit(main())

@@ -18,33 +18,42 @@ from .metrics import evaluate, probe_for, SCORE_NAMES
 from .quickstart import QUICKSTART
 
 # %% auto #0
-__all__ = ['PAPER_SSIM', 'METRICS', 'ablation_run', 'ablation_study', 'summarize', 'ablation_table', 'ablation_chart',
-           'ablation_grid']
+__all__ = ['PAPER_SSIM', 'METRICS', 'ablation_recipe', 'ablation_run', 'ablation_study', 'summarize', 'ablation_table',
+           'ablation_chart', 'ablation_grid']
 
 # %% ../nbs/10_ablations.ipynb #6c8ff2eb
 PAPER_SSIM = dict(imagegan=0.596, svc=0.641, svfn=0.654, storygan=0.672)   # paper, Table 1, CLEVR-SV
+
+def ablation_recipe(recipe:str='quickstart', # 'quickstart': the CPU recipe of notebook 09; or a preset's own model: 'tiny' | 'clevr' | 'pororo'
+                   ) -> tuple:
+    "(preset, StoryGANConfig overrides, TrainConfig overrides) of a recipe"
+    if recipe == 'quickstart':
+        q = QUICKSTART
+        return 'tiny', dict(image_size=q['size'], **q['model']), dict(lr=q['lr'], **q['train'])
+    return recipe, {}, {}
 
 def ablation_run(data, # CLEVR-style dataset folder
                  out, # folder for the runs (one subfolder per variant and seed)
                  ablation:str, # 'imagegan' | 'svc' | 'svfn' | 'storygan'
                  seed:int=0, # seeds the weights, the noise and the data order
-                 steps:int=4000, # training iterations
+                 steps:int=4000, # training iterations (None: the preset's epochs)
                  n:int=None, # test stories to judge (default: all)
                  progress:bool=False, # progress bars
+                 recipe:str='quickstart', # the quickstart's recipe, or a preset's own model (`ablation_recipe`)
                  **train, # TrainConfig overrides
                 ) -> dict:
-    "Train one variant with the quickstart's recipe and evaluate it; reads an earlier run's results if there are some"
+    "Train one variant with `recipe` and evaluate it; reads an earlier run's results if there are some"
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     run = Path(out) / f'{ablation}_seed{seed}'
     done = run / 'evaluation.json'
     if done.exists(): return json.loads(done.read_text())
     if run.exists(): import shutil; shutil.rmtree(run)
-    q = QUICKSTART
-    tc = train_preset('tiny', **{**dict(steps=steps, lr=q['lr'], sample_every=0, ckpt_every=1000), **q['train'], **train, 'seed': seed})
+    preset, model, tr_over = ablation_recipe(recipe)
+    tc = train_preset(preset, **{**dict(steps=steps, sample_every=0, ckpt_every=1000), **tr_over, **train, 'seed': seed})
     t0 = time.perf_counter()
-    tr = train_storygan(data, run, 'tiny', tc, progress=progress, image_size=q['size'], **{**q['model'], 'ablation': ablation})
+    tr = train_storygan(data, run, preset, tc, progress=progress, **{**model, 'ablation': ablation})
     res = evaluate(run / 'checkpoint.pt', data, n=n, seed=0)    # the same noise for every run
-    res.update(ablation=ablation, train_seed=seed, train_seconds=round(time.perf_counter() - t0, 1), iterations=tr.step)
+    res.update(ablation=ablation, train_seed=seed, train_seconds=round(time.perf_counter() - t0, 1), iterations=tr.step, recipe=recipe)
     done.write_text(json.dumps(res, indent=1))
     return res
 

@@ -74,7 +74,8 @@ class AttributeProbe(nn.Module):
         self.image_size, self.width = image_size, width
         self.body = ConvFeatures(image_size, width)
         self.query = nn.Sequential(nn.Linear((9 + 25) * width + 2, hidden), nn.ReLU(), nn.Linear(hidden, int(_SPLITS[-1])))
-        self.count = nn.Sequential(nn.Linear(4 * width, hidden), nn.ReLU(), nn.Linear(hidden, CLEVR_T + 1))
+        self.count = nn.Sequential(nn.Conv2d(width, 16, 1), nn.ReLU(), nn.Flatten(),          # W_c: (N, 16, 16, 16) -> (N, 4096)
+                                   nn.Linear(16 * 16 * 16, hidden), nn.ReLU(), nn.Linear(hidden, CLEVR_T + 1))
 
     def forward(self, x:torch.Tensor, # (N, 3, H, W) frames in [-1, 1]
                 xy:torch.Tensor, # (N, K, 2) query places in [-1, 1] frame coordinates
@@ -82,7 +83,7 @@ class AttributeProbe(nn.Module):
         "Query logits (N, K, 16) = [present | shape 3 | color 8 | material 2 | size 2], count logits (N, 5)"
         h, f = self.body(x)                                                    # (N, C, 32, 32), (N, C, 16, 16)
         z = torch.cat([sample_patches(f, xy, 1), sample_patches(h, xy, 2), xy.to(f.dtype)], -1)   # (N, K, 34C + 2)
-        return self.query(z), self.count(_pooled(f, h))
+        return self.query(z), self.count(f)
 
     def features(self, x:torch.Tensor) -> torch.Tensor:
         "(N, 4*width) pooled features of the frames (the feature space of FID and KID without Inception weights)"

@@ -764,6 +764,7 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
                 amp:Param("mixed precision settings to try", str, nargs='+', choices=['off', 'on', 'auto'])=('off', 'on'),
                 compile:Param("torch.compile settings to try", str, nargs='+', choices=['off', 'on'])=('off',),
                 channels_last:Param("channels-last settings to try", str, nargs='+', choices=['off', 'on'])=('off',),
+                model:str=None, # model overrides of the timed configurations, e.g. "layout_dim=16 obj_weight=1"
                 against:str=None, # model overrides of a reference, timed in fp32 beside each preset, e.g. "gf_dim=224 g_coord=16"
                 iters:int=5, # timed iterations per setting
                 warmup:int=2, # untimed iterations first (compilation happens here)
@@ -775,7 +776,7 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
     "Time training iterations per preset, batch size and speed setting, alternately in one run: s/iteration, images/s, ratios"
     dev = torch.device(device or default_device())
     if threads: torch.set_num_threads(threads)
-    over = {} if image_size is None else dict(image_size=image_size)
+    over = {**({} if image_size is None else dict(image_size=image_size)), **_overrides(model or '')}
     flag = dict(on=True, off=False, auto='auto')
     print(f"device {dev} ({torch.get_num_threads()} CPU threads, bf16 in hardware: {fast_bf16(dev)}), torch {torch.__version__}; "
           f"Algorithm 1 with each preset's G steps per iteration; median of {iters} iterations, configurations timed alternately")
@@ -785,7 +786,7 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
         for bs in batch_sizes:
             sb, ib = _batch_sizes(bs)
             cfgs = [dict(preset=p, label=f'{against}', amp=False, **{**over, **_overrides(against)})] if against else []
-            cfgs += [dict(preset=p, label=p, amp=flag[a], compile=c == 'on', channels_last=l == 'on', **over)
+            cfgs += [dict(preset=p, label=p + (f' {model}' if model else ''), amp=flag[a], compile=c == 'on', channels_last=l == 'on', **over)
                      for a in amp for c in compile for l in channels_last]
             try: res = bench_configs(cfgs, sb, ib, iters=iters, warmup=warmup, device=device)
             except Exception as e:
