@@ -21,11 +21,12 @@ from .data import *
 from .training import load_generator, generate_stories, check_data_matches, autocast_for, _quiet
 
 # %% auto #0
-__all__ = ['ATTRS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'probe_loss', 'train_probe', 'probe_read',
-           'probe_scores', 'compare_scores', 'scores_table', 'save_probe', 'load_probe', 'probe_for', 'ssim_score',
-           'LabelClassifier', 'InceptionBackbone', 'InceptionClassifier', 'inception_classifier', 'train_classifier',
-           'predict_labels', 'label_scores', 'save_classifier', 'load_classifier', 'classifier_for', 'FrameFeatures',
-           'fid_kid', 'generate_test_stories', 'evaluate', 'results_table', 'evaluate_cmd']
+__all__ = ['ATTRS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'density_target', 'probe_loss',
+           'train_probe', 'probe_read', 'probe_scores', 'compare_scores', 'scores_table', 'save_probe', 'load_probe',
+           'probe_for', 'ssim_score', 'LabelClassifier', 'InceptionBackbone', 'InceptionClassifier',
+           'inception_classifier', 'train_classifier', 'predict_labels', 'label_scores', 'save_classifier',
+           'load_classifier', 'classifier_for', 'FrameFeatures', 'fid_kid', 'generate_test_stories', 'evaluate',
+           'results_table', 'evaluate_cmd']
 
 # %% ../nbs/08_metrics.ipynb #bbcb6afb
 ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 06)
@@ -65,38 +66,52 @@ def _pooled(*maps) -> torch.Tensor:
 
 # %% ../nbs/08_metrics.ipynb #93e6ea6d
 class AttributeProbe(nn.Module):
-    "Reads CLEVR-style frames: at each query place, is an object there and its attributes; and how many objects there are"
+    "Reads CLEVR-style frames: at each query place, is an object there and its attributes; and a density map whose mass is the object count"
     def __init__(self, image_size:int=32, # frame size it reads (others are resized)
                  width:int=64, # feature channels
-                 hidden:int=256, # width of the heads
+                 hidden:int=256, # width of the query head
                 ):
         super().__init__()
         self.image_size, self.width = image_size, width
         self.body = ConvFeatures(image_size, width)
         self.query = nn.Sequential(nn.Linear((9 + 25) * width + 2, hidden), nn.ReLU(), nn.Linear(hidden, int(_SPLITS[-1])))
-        self.count = nn.Sequential(nn.Conv2d(width, 16, 1), nn.ReLU(), nn.Flatten(),          # W_c: (N, 16, 16, 16) -> (N, 4096)
-                                   nn.Linear(16 * 16 * 16, hidden), nn.ReLU(), nn.Linear(hidden, CLEVR_T + 1))
+        self.density = nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1), nn.ReLU(), nn.Conv2d(width // 2, 1, 1))
+        nn.init.constant_(self.density[-1].bias, -6.)                        # softplus(-6) * 256 cells: about 0.6 objects at the start
 
     def forward(self, x:torch.Tensor, # (N, 3, H, W) frames in [-1, 1]
                 xy:torch.Tensor, # (N, K, 2) query places in [-1, 1] frame coordinates
                ) -> tuple:
-        "Query logits (N, K, 16) = [present | shape 3 | color 8 | material 2 | size 2], count logits (N, 5)"
+        "Query logits (N, K, 16) = [present | shape 3 | color 8 | material 2 | size 2], density map rho (N, 16, 16)"
         h, f = self.body(x)                                                    # (N, C, 32, 32), (N, C, 16, 16)
         z = torch.cat([sample_patches(f, xy, 1), sample_patches(h, xy, 2), xy.to(f.dtype)], -1)   # (N, K, 34C + 2)
-        return self.query(z), self.count(f)
+        return self.query(z), F.softplus(self.density(f).float())[:, 0]
 
     def features(self, x:torch.Tensor) -> torch.Tensor:
         "(N, 4*width) pooled features of the frames (the feature space of FID and KID without Inception weights)"
         return _pooled(*self.body(x)[::-1])
 
 # %% ../nbs/08_metrics.ipynb #05a051e5
+def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
+                   present:torch.Tensor, # (N, K) bool: is an object there
+                   size:int=16, # the map's height and width
+                   sigma:float=1.0, # bump width in cells
+                  ) -> torch.Tensor:
+    "rho*: (N, size, size), a Gaussian bump of mass 1 at each present place"
+    u = (torch.arange(size, device=xy.device, dtype=torch.float32) + 0.5) / size * 2 - 1      # cell centres
+    s = sigma * 2 / size
+    gx, gy = [torch.softmax(-(u - xy[..., k:k + 1].float()) ** 2 / (2 * s * s), -1) for k in (0, 1)]   # (N, K, size) each, sum 1
+    return torch.einsum('nk,nkh,nkw->nhw', present.float(), gy, gx)
+
 def probe_loss(q:torch.Tensor, # (N, K, 16) query logits
-               count:torch.Tensor, # (N, 5) count logits
+               rho:torch.Tensor, # (N, 16, 16) density map
+               xy:torch.Tensor, # (N, K, 2) the query places
                present:torch.Tensor, # (N, K) bool: is an object at each query place
                attrs:torch.Tensor, # (N, K, 4) its attribute classes
               ) -> torch.Tensor:
-    "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is; notebook 06) + cross-entropy on the count"
-    return object_loss(q, present, attrs) + F.cross_entropy(count.float(), present.sum(-1))
+    "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is; notebook 06) + the density map's L_count"
+    target = density_target(xy, present, rho.shape[-1])
+    n = present.sum(-1).float()
+    return object_loss(q, present, attrs) + 10 * (rho - target).pow(2).sum((1, 2)).mean() + F.mse_loss(rho.sum((1, 2)), n)
 
 def _frames_uint8(ds, n:int) -> torch.Tensor:
     "The first n stories' frames as one uint8 tensor (n, T, H, W, 3), straight from the memory map when there is one"
@@ -153,8 +168,8 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
         dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()                      # shift frame and places alike
         x = torch.roll(x, (dy, dx), (2, 3)); xy[..., 0] += 2 * dx / size; xy[..., 1] += 2 * dy / size
         x = x + 0.03 * torch.randn(x.shape, generator=g).to(dev)
-        with autocast_for(dev): q, c = probe(x, xy)
-        loss = probe_loss(q, c, pr_all[idx].to(dev), at_all[idx].to(dev))
+        with autocast_for(dev): q, rho = probe(x, xy)
+        loss = probe_loss(q, rho, xy, pr_all[idx].to(dev), at_all[idx].to(dev))
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
         if bar is not None: bar.update(step + 1); bar.comment = f"loss {loss.item():.3f}"
     probe.data_key = _data_key(data, size)
@@ -172,7 +187,7 @@ def probe_read(probe:AttributeProbe, # a trained probe
                S:torch.Tensor, # (N, T, 75) the vectors of their stories
                batch_size:int=512, # frames per forward pass
               ) -> dict:
-    "The probe's answers: present (N, T, 4) probabilities, shape / color / material / size (N, T, 4) classes, count (N, T)"
+    "The probe's answers: present (N, T, 4) probabilities, shape / color / material / size (N, T, 4) classes, count (N, T), mass (N, T)"
     check_tensor(S, 'S', (None, None, CLEVR_TEXT_DIM), 'N T D')
     check_tensor(X, 'X', (*S.shape[:2], 3, None, None), 'N T C H W')
     probe.eval()
@@ -180,12 +195,12 @@ def probe_read(probe:AttributeProbe, # a trained probe
     N, T = S.shape[:2]
     xy = clevr_targets(S)['xy'][:, None].expand(-1, T, -1, -1).flatten(0, 1)        # (N*T, 4, 2)
     x = X.flatten(0, 1)
-    qs, cs = [], []
+    qs, ms = [], []
     for i in range(0, len(x), batch_size):
-        q, c = probe(x[i:i + batch_size].float().to(dev), xy[i:i + batch_size].to(dev))
-        qs.append(q.float().cpu()); cs.append(c.float().cpu())
-    q, c = torch.cat(qs).view(N, T, CLEVR_T, -1), torch.cat(cs).view(N, T, -1)
-    out = dict(present=torch.sigmoid(q[..., 0]), count=c.argmax(-1))
+        q, rho = probe(x[i:i + batch_size].float().to(dev), xy[i:i + batch_size].to(dev))
+        qs.append(q.float().cpu()); ms.append(rho.sum((1, 2)).float().cpu())
+    q, mass = torch.cat(qs).view(N, T, CLEVR_T, -1), torch.cat(ms).view(N, T)
+    out = dict(present=torch.sigmoid(q[..., 0]), count=mass.round().clamp(0, CLEVR_T).long(), mass=mass)
     for j, (name, lo, hi) in enumerate(zip(ATTRS, _SPLITS[:-1], _SPLITS[1:])): out[name] = q[..., lo:hi].argmax(-1)
     return out
 
