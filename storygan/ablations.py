@@ -18,8 +18,8 @@ from .metrics import evaluate, probe_for, SCORE_NAMES
 from .quickstart import QUICKSTART
 
 # %% auto #0
-__all__ = ['PAPER_SSIM', 'METRICS', 'ablation_recipe', 'ablation_run', 'ablation_study', 'summarize', 'ablation_table',
-           'ablation_chart', 'ablation_grid']
+__all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'ablation_recipe', 'ablation_run', 'ablation_study', 'save_study', 'summarize',
+           'ablation_table', 'ablation_chart', 'ablation_grid']
 
 # %% ../nbs/10_ablations.ipynb #6c8ff2eb
 PAPER_SSIM = dict(imagegan=0.596, svc=0.641, svfn=0.654, storygan=0.672)   # paper, Table 1, CLEVR-SV
@@ -66,6 +66,16 @@ METRICS = ('object_exact', 'new_exact', 'consistency', 'count', 'found', 'color'
 
 def _metric(res:dict, k:str) -> float:
     return res['ssim']['generated'] if k == 'ssim' else res['probe']['generated'][k]
+
+STUDY_KEYS = ('ablation', 'recipe', 'train_seed', 'iterations', 'train_seconds', 'n_stories', 'ssim', 'probe', 'fid')
+
+def save_study(study:dict, # {variant: {seed: evaluation}}
+               path, # JSON file
+              ) -> Path:
+    "Write a study's evaluations (per variant, per seed, per metric) to `path`"
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({a: {str(s): {k: r[k] for k in STUDY_KEYS if k in r} for s, r in runs.items()} for a, runs in study.items()}, indent=1) + '\n')
+    return path
 
 def summarize(study:dict, # {variant: {seed: evaluation}}
              ) -> dict:

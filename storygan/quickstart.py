@@ -99,7 +99,7 @@ def quickstart_summary(res:dict, # from `evaluate`
 
 # %% ../nbs/09_quickstart.ipynb #27005d4e
 @command
-def quickstart(out:str='storygan-quickstart', # folder for the data, the run and the pictures
+def quickstart(out:str='runs/quickstart', # folder for the data, the run and the pictures
                minutes:float=None, # budget for data, probe and training (default: QUICKSTART['minutes'])
                steps:int=None, # at most this many training iterations (default: QUICKSTART['steps'])
                train_stories:int=None, # training stories to draw (default: QUICKSTART['n_train'])
