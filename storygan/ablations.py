@@ -122,6 +122,6 @@ def ablation_grid(data, out, seed:int=0, stories=(0, 1, 2), path=None):
         for a in ABLATIONS:
             G = load_generator(Path(out) / f'{a}_seed{seed}' / 'checkpoint.pt')[0]
             rows.append(generate_stories(G, b['text'][i:i + 1], seed=0)[0]); labels.append(a)
-    fig = show_story(torch.stack(rows), row_labels=labels, figsize=(6.4, 1.6 * len(rows)))
+    fig = show_story(torch.stack(rows), row_labels=labels, figsize=(4.6, 1.05 * len(rows)))
     if path is not None: fig.savefig(path, dpi=100)
     return fig

@@ -310,7 +310,7 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
     try: ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:   # not a zip/pickle file, cut short, or holding objects weights_only refuses
-        why = (str(e).strip().splitlines() or [''])[0][:160]
+        why = (str(e).strip().splitlines() or [''])[0].split('. ')[0][:160]   # the first sentence
         raise ValueError(f"{path} is not a readable StoryGAN checkpoint (truncated or corrupt?): {type(e).__name__}: {why}") from None
     if not isinstance(ck, dict) or ck.get('format') != 'storygan-checkpoint':
         raise ValueError(f"{path} is not a StoryGAN checkpoint (expected format 'storygan-checkpoint', got {ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r})")
