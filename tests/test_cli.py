@@ -70,6 +70,11 @@ def test_more_bad_input(run, tmp_path, capsys):
     (tmp_path / 'probe.pt').write_bytes(b'junk')
     assert 'is not a readable storygan-probe file' in cli_error(['evaluate', '--ckpt', ck, '--probe', tmp_path / 'probe.pt', '--n', '2'], capsys)
     assert 'no checkpoint at' in cli_error(['evaluate', '--ckpt', tmp_path / 'nothing.pt'], capsys)
+    assert 'out of range: the test split' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '999'], capsys)
+    assert 'does not exist' in cli_error(['train', '--data', tmp_path / 'nope', '--out', tmp_path / 'r', '--steps', '1'], capsys)
+    assert "preset must be one of ['clevr', 'pororo', 'tiny'], got 'nosuch'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--preset', 'nosuch'], capsys)
+    assert 'size must be an int >= 16 (pixels), got 0' in cli_error(['clevr', '--out', tmp_path / 'c', '--size', '0'], capsys)
+    assert 'n_train must be an int >= 0, got -3' in cli_error(['clevr', '--out', tmp_path / 'c', '--train', '-3'], capsys)
     # an unknown command
     with pytest.raises(SystemExit) as e: main(['trian'])
     assert e.value.code == 2 and "unknown command 'trian'" in capsys.readouterr().err
