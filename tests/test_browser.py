@@ -63,6 +63,7 @@ def lab(tmp_path):
     if given and Path(given).exists(): ckpt = Path(given).resolve()
     else: ckpt = tiny_checkpoint(work / 'tiny', steps=3).relative_to(work)  # relative to the notebook, as a user would give it
     shutil.copy(ROOT / 'nbs' / '14_demo.ipynb', work / '14_demo.ipynb')
+    shutil.copytree(ROOT / 'nbs' / 'images', work / 'images')   # the pictures its markdown shows
     home = tmp_path / 'home'
     settings = home / 'lab-settings' / '@jupyterlab' / 'apputils-extension'
     settings.mkdir(parents=True)
