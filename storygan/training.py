@@ -28,7 +28,7 @@ __all__ = ['TRAIN_PRESETS', 'RESUMABLE_FIELDS', 'TrainConfig', 'train_preset', '
            'autocast_for', 'frozen', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_diff',
            'ResumableSampler', 'make_loader', 'generate_stories', 'real_above_fake', 'read_metrics', 'plot_metrics',
            'ddp_setup', 'check_data_matches', 'train_storygan', 'load_generator', 'train', 'story_vectors', 'sample',
-           'random_batches', 'bench_configs', 'bench_train']
+           'random_batches', 'set_tf32', 'bench_configs', 'bench_train']
 
 # %% ../nbs/07_training.ipynb #ebf45608
 @dataclass
@@ -163,6 +163,9 @@ def _setup_compile(self:StoryGANTrainer):
     if not self.tcfg.compile: return
     for m in (self.G.image_generator, self.D_I.encoder, getattr(self.D_S, 'encoder', None)):
         if m is not None: m.compile()
+    # the losses also call D_I's encoder through `stages`: an eager BatchNorm beside a compiled one breaks autograd's checks
+    for m in (self.D_I.encoder, getattr(self.D_S, 'encoder', None)):
+        if m is not None and hasattr(m, 'stages'): m.stages = torch.compile(m.stages)
 
 @patch
 def _broadcast_weights(self:StoryGANTrainer):
@@ -702,7 +705,13 @@ def random_batches(cfg:StoryGANConfig, # sizes the tensors
                  labels=(torch.rand(image_bs, L, generator=g) > 0.5).float(), t=t)
     return story, image
 
-def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `compile`, `channels_last` and StoryGANConfig fields
+def set_tf32(on, # True: TF32 matmuls and convolutions on CUDA; False: full fp32; None: leave torch's setting
+            ):
+    "Choose TF32 or full fp32 for CUDA's float32 matmuls and convolutions (no effect without CUDA)"
+    if on is None or not torch.cuda.is_available(): return
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(on)
+
+def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `compile`, `channels_last`, `tf32` and StoryGANConfig fields
                   story_bs:int, # stories per iteration
                   image_bs:int, # frames per iteration
                   iters:int=5, # timed iterations of each configuration
@@ -717,17 +726,19 @@ def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `com
         c = dict(c); label = c.pop('label', None); preset = c.pop('preset')
         speed = {k: c.pop(k) for k in ('amp', 'compile', 'channels_last') if k in c}
         speed.setdefault('amp', False)
+        tf32 = c.pop('tf32', None)
         cfg = StoryGANConfig.preset(preset, **c)
         tr = StoryGANTrainer(cfg, train_preset(preset, steps=1, story_bs=story_bs, image_bs=image_bs, device=str(dev), **speed))
-        runs.append(dict(tr=tr, batches=random_batches(cfg, story_bs, image_bs), times=[], peak=0.,
+        runs.append(dict(tr=tr, batches=random_batches(cfg, story_bs, image_bs), times=[], peak=0., tf32=tf32,
                          row=dict(preset=preset, model=label or ' '.join(f'{k}={v}' for k, v in c.items()) or preset,
                                   image_size=cfg.image_size, story_bs=story_bs, image_bs=image_bs, amp=tr.use_amp,
-                                  compile=bool(speed.get('compile')), channels_last=bool(speed.get('channels_last')))))
+                                  compile=bool(speed.get('compile')), channels_last=bool(speed.get('channels_last')), tf32=tf32)))
     for r in runs:
+        set_tf32(r['tf32'])
         for _ in range(warmup): r['tr'].train_step(*r['batches'])
     for _ in range(iters):
         for r in runs:
-            sync()
+            set_tf32(r['tf32']); sync()
             if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter(); r['tr'].train_step(*r['batches']); sync()
             r['times'].append(time.perf_counter() - t0)
