@@ -4,24 +4,21 @@
 
 # %% ../nbs/01_clevr.ipynb #364131ee
 from __future__ import annotations
-import json, math, os, re, shutil, sys, time, zlib
-from multiprocessing import Pool
+import math, re, zlib
 from pathlib import Path
 
 import numpy as np
-from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
 
 from .core import *
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLORS', 'MATERIALS', 'SIZES', 'CUBE_SCALE', 'CLEVR_T', 'SLOT_DIM', 'CAMERA_DIM', 'CLEVR_TEXT_DIM',
            'CLEVR_LABEL_DIM', 'label_names', 'text_names', 'CAMERA_POS', 'CAMERA_TARGET', 'CAMERA_JITTER', 'CAMERA_FOV',
-           'CAMERA_ASPECT', 'BIN_CENTERS', 'KEY_LIGHT', 'FILL_LIGHT', 'object_geometry', 'sample_scene',
+           'CAMERA_ASPECT', 'BIN_CENTERS', 'VOCAB', 'KEY_LIGHT', 'FILL_LIGHT', 'object_geometry', 'sample_scene',
            'scene_vectors', 'vectors_to_labels', 'scene_sentences', 'parse_sentence', 'sentences_to_scene',
            'sentences_to_vectors', 'camera_frame', 'camera_rays', 'project', 'hit_floor', 'floor_color', 'hit_sphere',
            'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow', 'render_scene', 'story_rng',
-           'visible_fraction', 'make_story', 'make_stories', 'vector_layout', 'render_floor', 'save_split',
-           'write_info', 'generate_clevr', 'clevr', 'bench_clevr']
+           'visible_fraction', 'make_story', 'render_floor']
 
 # %% ../nbs/01_clevr.ipynb #faa76038
 SHAPES = ('cube', 'sphere', 'cylinder')
@@ -124,7 +121,7 @@ _WORDS = {**{s: ('shape', i) for i, s in enumerate(SHAPES)}, 'cubes': ('shape', 
           **{c: ('color', i) for i, c in enumerate(COLORS)}, 'grey': ('color', 0),
           'rubber': ('material', 0), 'matte': ('material', 0), 'metal': ('material', 1), 'metallic': ('material', 1), 'shiny': ('material', 1),
           'small': ('size', 0), 'tiny': ('size', 0), 'large': ('size', 1), 'big': ('size', 1)}
-_CHOICES = dict(shape=SHAPES, color=tuple(COLORS), material=MATERIALS, size=tuple(SIZES))
+VOCAB = dict(shape=SHAPES, color=tuple(COLORS), material=MATERIALS, size=tuple(SIZES))   # the words of each attribute
 
 def parse_sentence(sentence:str, # e.g. "A large red metal cube is added at the front left."
                   ) -> dict:
@@ -135,11 +132,11 @@ def parse_sentence(sentence:str, # e.g. "A large red metal cube is added at the 
         if w in _WORDS:
             key, i = _WORDS[w]
             if key in found and found[key] != i:
-                raise ValueError(f"sentence {sentence!r} names two {key}s: {_CHOICES[key][found[key]]!r} and {_CHOICES[key][i]!r}")
+                raise ValueError(f"sentence {sentence!r} names two {key}s: {VOCAB[key][found[key]]!r} and {VOCAB[key][i]!r}")
             found[key] = i
-    for key, choices in _CHOICES.items():
+    for key, choices in VOCAB.items():
         if key not in found: raise ValueError(f"sentence {sentence!r} names no {key}: expected one of {', '.join(choices)}")
-    found = {k: found[k] for k in _CHOICES}
+    found = {k: found[k] for k in VOCAB}
     ws = set(words)
     if {'front', 'back'} <= ws: raise ValueError(f"sentence {sentence!r} says both front and back")
     if {'left', 'right'} <= ws: raise ValueError(f"sentence {sentence!r} says both left and right")
@@ -159,7 +156,7 @@ def sentences_to_scene(sentences, # a list of T sentences, or one string of sent
                       ) -> dict:
     "A scene (as `sample_scene` returns) from sentences; x, y are bin centres, the camera is the mean camera"
     objs = [parse_sentence(s) for s in _split_sentences(sentences)]
-    scene = {k: np.array([o[k] for o in objs]) for k in _CHOICES}
+    scene = {k: np.array([o[k] for o in objs]) for k in VOCAB}
     z = [object_geometry(o['shape'], o['size'])[1] / 2 for o in objs]
     scene['xyz'] = np.array([[o['x'], o['y'], zk] for o, zk in zip(objs, z)], np.float32)
     scene['rot'] = np.full(len(objs), np.pi / 8, np.float32)
@@ -426,66 +423,6 @@ def make_story(seed:int, # dataset seed
     return dict(images=render_scene(scene, size, ss), text=text, labels=vectors_to_labels(text),
                 sentences=scene_sentences(scene), scene=scene)
 
-# %% ../nbs/01_clevr.ipynb #0105f30a
-def _render_chunk(args) -> tuple:
-    seed, split, start, stop, size, ss = args
-    st = [make_story(seed, split, i, size, ss) for i in range(start, stop)]
-    return (start, np.stack([s['images'] for s in st]), np.stack([s['text'] for s in st]),
-            np.stack([s['labels'] for s in st]), [s['sentences'] for s in st])
-
-def _check_size(size):
-    if not isinstance(size, (int, np.integer)) or size < 16: raise ValueError(f"size must be an int >= 16 (pixels), got {size!r}")
-
-def make_stories(n:int, # number of stories
-                 seed:int=0, # dataset seed
-                 split:str='train', # split name (part of each story's seed)
-                 size:int=64, # frame size in pixels
-                 start:int=0, # index of the first story
-                 workers:int=0, # processes; 0 or 1 draws in this process, None uses every core
-                 ss:int=3, # supersampling factor
-                 chunk:int=32, # stories per task
-                 progress:bool=False, # show a progress bar
-                ) -> dict:
-    "Stories start..start+n-1 of a split: images uint8 (n, T, H, W, 3), text (n, T, 75), labels (n, T, 15), sentences"
-    if not isinstance(n, (int, np.integer)) or n < 0: raise ValueError(f"the number of stories must be an int >= 0, got {n!r}")
-    _check_size(size)
-    if workers is None: workers = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    if workers < 0: raise ValueError(f"workers must be >= 0 or None, got {workers}")
-    out = dict(images=np.zeros((n, CLEVR_T, size, size, 3), np.uint8), text=np.zeros((n, CLEVR_T, CLEVR_TEXT_DIM), np.float32),
-               labels=np.zeros((n, CLEVR_T, CLEVR_LABEL_DIM), np.float32), sentences=[None] * n)
-    tasks = [(seed, split, i, min(i + chunk, start + n), size, ss) for i in range(start, start + n, chunk)]
-    show = progress and (IN_NOTEBOOK or sys.stdout.isatty())
-    pool = Pool(min(workers, len(tasks))) if workers > 1 and len(tasks) > 1 else None
-    try:
-        results = pool.imap(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
-        if show: results = progress_bar(results, total=len(tasks), leave=False)
-        for i, images, text, labels, sentences in results:
-            j = slice(i - start, i - start + len(images))
-            out['images'][j], out['text'][j], out['labels'][j], out['sentences'][j] = images, text, labels, sentences
-    finally:
-        if pool: pool.close(); pool.join()
-    return out
-
-# %% ../nbs/01_clevr.ipynb #cbe94afc
-def vector_layout(S, # condition vectors (..., 75): a torch tensor or a numpy array
-                 ) -> dict:
-    "Objects of CLEVR-style vectors: attrs (..., 4, 15), present (..., 4) and xy (..., 4, 2), the centre in [-1, 1] frame coordinates"
-    import torch
-    S = torch.as_tensor(np.asarray(S) if not isinstance(S, torch.Tensor) else S).float()
-    if S.shape[-1] != CLEVR_TEXT_DIM: raise ValueError(f"CLEVR-style vectors are {CLEVR_TEXT_DIM}-d, got shape {tuple(S.shape)}")
-    slots = S[..., :CLEVR_T * SLOT_DIM].unflatten(-1, (CLEVR_T, SLOT_DIM))          # (..., 4, 18)
-    attrs = slots[..., :CLEVR_LABEL_DIM]
-    unit = lambda v: v / v.norm(dim=-1, keepdim=True)
-    C = torch.as_tensor(CAMERA_POS).to(S) + S[..., -CAMERA_DIM:]                       # (..., 3) camera position
-    f = unit(torch.as_tensor(CAMERA_TARGET).to(S) - C)                                 # forward
-    r = unit(torch.cross(f, torch.tensor([0., 0., 1.]).to(S).expand_as(f), dim=-1))   # right
-    u = torch.cross(r, f, dim=-1)                                                      # up
-    p = slots[..., 15:18] - C[..., None, :]                                            # (..., 4, 3) camera -> object
-    px, py, pz = [(p * a[..., None, :]).sum(-1) for a in (r, u, f)]                    # camera coordinates
-    tanf = math.tan(math.radians(CAMERA_FOV) / 2)
-    xy = torch.stack([px / (pz * tanf * CAMERA_ASPECT), -py / (pz * tanf)], -1)       # perspective divide
-    return dict(attrs=attrs, present=attrs.sum(-1) > 0, xy=xy)
-
 # %% ../nbs/01_clevr.ipynb #aae35d5e
 def render_floor(camera, # (3,) camera jitter (the last 3 entries of a frame's vector)
                  size:int=64, # frame size in pixels
@@ -497,114 +434,3 @@ def render_floor(camera, # (3,) camera jitter (the last 3 entries of a frame's v
     P = C + np.where(np.isfinite(depth), depth, 0)[..., None] * d
     lo = floor_color(P).reshape(size, ss, size, ss, 3).mean((1, 3))
     return (np.clip(lo, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-# %% ../nbs/01_clevr.ipynb #1355bd6b
-def save_split(root, # dataset directory
-               split:str, # split name, e.g. 'train'
-               images:np.ndarray, # uint8 (N, T, H, W, 3)
-               text:np.ndarray, # float32 (N, T, D)
-               labels:np.ndarray, # float32 (N, T, L)
-               sentences:list, # N lists of T strings
-              ) -> Path:
-    "Check and write one split in the story dataset format; returns its folder"
-    if not re.fullmatch(r'[A-Za-z0-9_\-]+', str(split)): raise ValueError(f"split must be a simple name like 'train', got {split!r}")
-    for name, x, dt, nd in (('images', images, np.uint8, 5), ('text', text, np.float32, 3), ('labels', labels, np.float32, 3)):
-        if not isinstance(x, np.ndarray) or x.dtype != dt or x.ndim != nd:
-            got = f"{type(x).__name__} {getattr(x, 'dtype', '')} with {getattr(x, 'ndim', '?')} dims"
-            raise ValueError(f"{name} must be a {np.dtype(dt).name} numpy array with {nd} dims, got {got}")
-    N, T, H, W, c = images.shape
-    if c != 3 or H != W: raise ValueError(f"images must be (N, T, H, H, 3) square RGB frames, got {images.shape}")
-    for name, x in (('text', text), ('labels', labels)):
-        if x.shape[:2] != (N, T): raise ValueError(f"{name} must be (N={N}, T={T}, ...) like images, got {x.shape}")
-    if not isinstance(sentences, (list, tuple)) or len(sentences) != N: raise ValueError(f"sentences must be a list of N={N} stories, got {type(sentences).__name__} of length {len(sentences) if hasattr(sentences, '__len__') else '?'}")
-    for i, s in enumerate(sentences):
-        if not isinstance(s, (list, tuple)) or len(s) != T or not all(isinstance(x, str) for x in s):
-            raise ValueError(f"sentences[{i}] must be a list of T={T} strings, got {s!r}")
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
-    final, tmp, old = root / split, root / f'.{split}.tmp-{os.getpid()}', root / f'.{split}.old-{os.getpid()}'
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    np.save(tmp / 'images.npy', np.ascontiguousarray(images))
-    np.save(tmp / 'text.npy', np.ascontiguousarray(text))
-    np.save(tmp / 'labels.npy', np.ascontiguousarray(labels))
-    (tmp / 'sentences.json').write_text(json.dumps([list(s) for s in sentences]))
-    if final.exists(): final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
-
-def write_info(root, # dataset directory
-               **info, # keys to set; `splits` is merged with the splits already listed (a split set to None is dropped)
-              ) -> dict:
-    "Merge `info` into `root/info.json` (written atomically); returns the merged dict"
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
-    p = root / 'info.json'
-    cur = json.loads(p.read_text()) if p.exists() else {}
-    if 'splits' in info: info['splits'] = {k: v for k, v in {**cur.get('splits', {}), **info['splits']}.items() if v is not None}
-    cur.update(info)
-    tmp = root / f'.info.json.tmp-{os.getpid()}'
-    tmp.write_text(json.dumps(cur, indent=1))
-    os.replace(tmp, p)
-    return cur
-
-# %% ../nbs/01_clevr.ipynb #5cc8ed5b
-def generate_clevr(root, # output directory
-                   n_train:int=10000, # training stories
-                   n_test:int=3000, # test stories
-                   size:int=64, # frame size in pixels
-                   seed:int=0, # dataset seed
-                   workers:int=None, # processes (None: every core; 0 or 1: this process)
-                   progress:bool=True, # progress bar (shown only on a terminal or in a notebook)
-                  ) -> Path:
-    "Draw a CLEVR-style story set and write it to `root` in the story dataset format"
-    for name, v in (('n_train', n_train), ('n_test', n_test), ('seed', seed)):
-        if not isinstance(v, (int, np.integer)) or v < 0: raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-    if n_train + n_test == 0: raise ValueError("nothing to draw: n_train and n_test are both 0")
-    _check_size(size)
-    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 0): raise ValueError(f"workers must be >= 0 or None, got {workers!r}")
-    root = Path(root)
-    if root.exists() and not root.is_dir(): raise ValueError(f"{root} exists and is not a directory")
-    splits = {}
-    for split, n in (('train', n_train), ('test', n_test)):
-        if n == 0:   # no such split: drop one left by an earlier run
-            shutil.rmtree(root / split, ignore_errors=True); splits[split] = None; continue
-        st = make_stories(n, seed=seed, split=split, size=size, workers=workers, progress=progress)
-        save_split(root, split, st['images'], st['text'], st['labels'], st['sentences'])
-        splits[split] = n
-    write_info(root, format='storygan-stories', version=1, source='clevr', T=CLEVR_T, image_size=size,
-               text_dim=CLEVR_TEXT_DIM, label_dim=CLEVR_LABEL_DIM, label_names=label_names, splits=splits, seed=seed,
-               text_names=text_names)
-    return root
-
-# %% ../nbs/01_clevr.ipynb #7ab9e6c7
-@command
-def clevr(out:str=None, # output directory (required)
-          train:int=10000, # training stories
-          test:int=3000, # test stories
-          size:int=64, # frame size in pixels
-          seed:int=0, # dataset seed
-          workers:int=None, # processes (default: every core)
-          quiet:bool=False, # no progress bar
-         ):
-    "Draw a CLEVR-style story set (procedural, offline) in the story dataset format"
-    if not out: raise ValueError("--out DIR is required: the folder to write the dataset to")
-    t0 = time.time()
-    root = generate_clevr(out, n_train=train, n_test=test, size=size, seed=seed, workers=workers, progress=not quiet)
-    print(f"wrote {train} train + {test} test stories of {CLEVR_T} frames at {size}x{size} to {root} in {time.time() - t0:.1f}s")
-
-@command
-def bench_clevr(stories:int=200, # stories to draw per measurement
-                size:int=64, # frame size in pixels
-                workers:int=None, # processes for the parallel measurement (default: every core)
-               ):
-    "Print how many CLEVR-style frames per second one process and all cores draw"
-    if stories < 1: raise ValueError(f"stories must be >= 1, got {stories}")
-    if workers is None: workers = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    res = {}
-    for w in dict.fromkeys([1, workers]):
-        t0 = time.perf_counter()
-        make_stories(stories, seed=0, split='bench', size=size, workers=w)
-        res[w] = stories * CLEVR_T / (time.perf_counter() - t0)
-        print(f"{w} process{'es' if w > 1 else ''}: {res[w]:.0f} frames/s ({stories} stories at {size}x{size})")
-    best = max(res.values())
-    print(f"13,000 stories (52,000 frames) at this rate: {52000 / best / 60:.1f} min")
-    return None

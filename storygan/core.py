@@ -4,22 +4,23 @@
 
 # %% ../nbs/00_core.ipynb #341977eb
 from __future__ import annotations
-import argparse, copy, importlib, pkgutil, random, sys, textwrap
+import argparse, copy, errno, importlib, os, pkgutil, random, sys, textwrap
 from pathlib import Path
 
 import numpy as np
-import torch
 from fastcore.docments import docments
 from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['COMMANDS', 'set_seed', 'default_device', 'to_01', 'stories_to_tensor', 'show_story', 'story_sheet', 'save_story_grid',
-           'command', 'load_modules', 'main']
+__all__ = ['COMMANDS', 'COMMAND_MODULES', 'set_seed', 'default_device', 'to_01', 'stories_to_tensor', 'show_story', 'story_sheet',
+           'save_story_grid', 'atomic_save', 'remove_stale_temp_files', 'output_dir', 'quiet', 'command',
+           'load_modules', 'main']
 
 # %% ../nbs/00_core.ipynb #b50bda5e
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and CUDA)
             ) -> torch.Generator:
     "Seed every global random number generator and return a `torch.Generator` seeded with `seed`"
+    import torch
     if not isinstance(seed, (int, np.integer)) or seed < 0: raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -29,6 +30,7 @@ def set_seed(seed:int, # the seed for python, numpy and torch (CPU and CUDA)
 # %% ../nbs/00_core.ipynb #f6abce4e
 def default_device() -> torch.device:
     "The best available device: CUDA, then Apple MPS, then CPU"
+    import torch
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -42,6 +44,7 @@ def to_01(x:torch.Tensor, # float images in [-1, 1]
 def stories_to_tensor(images, # float (B,T,3,H,W) in [-1,1], or uint8 (B,T,H,W,3) array/tensor; a single story without B also works
                      ) -> torch.Tensor:
     "Stories as a float tensor (B, T, 3, H, W) in [-1, 1]"
+    import torch
     x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
     if x.dtype == torch.uint8:
         if x.ndim == 4: x = x[None]
@@ -135,8 +138,83 @@ def save_story_grid(images, # stories: float (B,T,3,H,W) in [-1,1] or uint8 (B,T
     save_image(x.flatten(0, 1), path, nrow=T, padding=2, pad_value=1.0)
     return path
 
+# %% ../nbs/00_core.ipynb #ae7cb410
+def _chain(e:BaseException):
+    "An exception and the ones it was raised from or during"
+    seen = set()
+    while e is not None and id(e) not in seen:
+        yield e; seen.add(id(e)); e = e.__cause__ or e.__context__
+
+def atomic_save(obj, # anything `torch.save` takes
+                path, # the file to write
+               ) -> Path:
+    "`torch.save(obj)` to `path` atomically: a temporary file, then `os.replace`; a failed write keeps the old file and says why"
+    import torch
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        cause = next((x for x in _chain(e) if isinstance(x, OSError)), None)
+        if cause is None: raise
+        raise OSError(cause.errno, f"could not write {path}: {cause.strerror or cause}") from None
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_temp_files(path, # a file written by `atomic_save`
+                           ) -> list:
+    "Remove the temporary files that writers of `path` killed mid-write left behind (those of live processes stay)"
+    path, gone = Path(path), []
+    for p in path.parent.glob(f'.{path.name}.*.tmp'):
+        pid = p.name[len(path.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)): p.unlink(missing_ok=True); gone.append(p)
+    return gone
+
+# %% ../nbs/00_core.ipynb #084998ec
+def output_dir(path, # the folder to create or reuse
+               what:str='--out', # how the user named it, for the message
+              ) -> Path:
+    "Create folder `path` (with its parents) and check that files can be written in it; a ValueError says why not"
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise ValueError(f"{what} {path} is a file, not a folder")
+    bad = next((q for q in path.parents if q.exists() and not q.is_dir()), None)
+    if bad is not None: raise ValueError(f"{what} {path} cannot be created: {bad} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f'.write-test.{os.getpid()}'
+        probe.write_bytes(b''); probe.unlink()
+    except OSError as e: raise ValueError(f"{what} {path} cannot be written: {e.strerror or e}") from None
+    return path
+
+# %% ../nbs/00_core.ipynb #cc662bd4
+def quiet() -> bool:
+    "No progress bars: under CI, or when the output is neither a terminal nor a notebook"
+    from fastprogress.fastprogress import IN_NOTEBOOK
+    return bool(os.environ.get('CI')) or not (IN_NOTEBOOK or sys.stdout.isatty())
+
 # %% ../nbs/00_core.ipynb #a2ee4d5f
-COMMANDS = {}
+COMMANDS = {}   # name -> function, filled by `@command` as modules are imported
+
+COMMAND_MODULES = {   # name -> (the module that registers it, its summary): what `storygan --help` lists without imports
+    'bench-clevr': ('clevr_data', 'Print how many CLEVR-style frames per second one process and all cores draw'),
+    'bench-train': ('bench', 'Time training iterations per preset, batch size and speed setting, alternately in one run: s/iteration, images/s, ratios'),
+    'cartoon': ('cartoon', 'Draw an offline Pororo-like cartoon story set (9 characters, 3 scenes) in the original Pororo-SV layout'),
+    'clevr': ('clevr_data', 'Draw a CLEVR-style story set (procedural, offline) in the story dataset format'),
+    'evaluate': ('evaluation', 'Judge a checkpoint\'s generated test stories beside the real ones: probe scores, SSIM, character F1, FID and KID'),
+    'gpu-report': ('gpu_report', "Speed of the presets on this GPU, and two short CLEVR runs (the paper's model, the recipe) judged by the probe: JSON and PNG in OUT"),
+    'quickstart': ('quickstart', 'Draw a small CLEVR-style set, train the tiny StoryGAN on it (10 minutes on 2 CPU cores) and judge its held-out stories'),
+    'sample': ('sampling', 'Draw stories with a trained generator: new sentences (--story) or test-split stories (--index)'),
+    'train': ('runs', 'Train StoryGAN on a story dataset (under torchrun: on several processes)'),
+}
 
 def command(f=None, # the function to register
             name:str=None, # the subcommand's name (default: the function's, underscores as dashes)
@@ -152,9 +230,12 @@ def load_modules():
     for m in pkgutil.iter_modules(storygan.__path__):
         if not m.name.startswith('_'): importlib.import_module(f'storygan.{m.name}')
 
+def _summary(f) -> str: return (f.__doc__ or '').strip().splitlines()[0] if f.__doc__ else ''
+
 def _usage() -> str:
-    width = max(map(len, COMMANDS), default=0)
-    lines = [f'  {n:<{width}}  {(f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else ""}' for n, f in sorted(COMMANDS.items())]
+    table = {**{n: s for n, (m, s) in COMMAND_MODULES.items()}, **{n: _summary(f) for n, f in COMMANDS.items()}}
+    width = max(map(len, table), default=0)
+    lines = [f'  {n:<{width}}  {s}' for n, s in sorted(table.items())]
     return 'usage: storygan <command> [--help] [options]\n\ncommands:\n' + '\n'.join(lines)
 
 # %% ../nbs/00_core.ipynb #722c11d0
@@ -181,20 +262,28 @@ def _dashes(argv:list, # command-line arguments
         out.append(a)
     return out
 
+def _one_line(e:BaseException) -> str:
+    "An error as the user should read it: the message, without errno numbers"
+    if isinstance(e, OSError) and e.strerror: return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
 def main(argv=None, # arguments, without the program name; default sys.argv[1:]
         ):
     "Entry point of the `storygan` command line"
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    load_modules()
     if not argv or argv[0] in ('-h', '--help', 'help'):
         print(_usage()); return 0
     name, rest = argv[0], argv[1:]
+    if name not in COMMANDS and name in COMMAND_MODULES: importlib.import_module(f'storygan.{COMMAND_MODULES[name][0]}')
     if name not in COMMANDS:
         print(f"storygan: unknown command {name!r}\n\n{_usage()}", file=sys.stderr); sys.exit(2)
     f = COMMANDS[name]
     p = _parser(f, f'storygan {name}')
     args = vars(p.parse_args(_dashes(rest, p)))
     try: res = f(**args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"storygan {name}: error: {e}", file=sys.stderr); sys.exit(2)
+    except (ValueError, OSError, RuntimeError) as e:   # bad input, files and folders, a device or a write that failed
+        if os.environ.get('STORYGAN_DEBUG'): raise
+        hint = '' if isinstance(e, (ValueError, OSError)) else ' (STORYGAN_DEBUG=1 shows the traceback)'
+        print(f"storygan {name}: error: {_one_line(e)}{hint}", file=sys.stderr); sys.exit(2)
+    except KeyboardInterrupt: sys.exit(130)
     return 0 if res is None or isinstance(res, (Path, str, dict, list, tuple)) else res

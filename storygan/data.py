@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #b298b2ea
 from __future__ import annotations
-import json
+import json, os, re, shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'register_format', 'data_info',
-           'open_stories', 'sentence_vectors', 'collate_stories', 'story_loaders']
+           'open_stories', 'sentence_vectors', 'collate_stories', 'story_loaders', 'save_split', 'write_info']
 
 # %% ../nbs/02_data.ipynb #8434da0f
 def read_info(root, # dataset directory
@@ -224,3 +224,51 @@ def story_loaders(root, # dataset directory
     kw = dict(collate_fn=collate_stories, num_workers=num_workers, drop_last=True, persistent_workers=num_workers > 0)
     return (DataLoader(sds, story_bs, shuffle=True, generator=torch.Generator().manual_seed(seed), **kw),
             DataLoader(ids, image_bs, shuffle=True, generator=torch.Generator().manual_seed(seed + 1), **kw))
+
+# %% ../nbs/02_data.ipynb #1355bd6b
+def save_split(root, # dataset directory
+               split:str, # split name, e.g. 'train'
+               images:np.ndarray, # uint8 (N, T, H, W, 3)
+               text:np.ndarray, # float32 (N, T, D)
+               labels:np.ndarray, # float32 (N, T, L)
+               sentences:list, # N lists of T strings
+              ) -> Path:
+    "Check and write one split in the story dataset format; returns its folder"
+    if not re.fullmatch(r'[A-Za-z0-9_\-]+', str(split)): raise ValueError(f"split must be a simple name like 'train', got {split!r}")
+    for name, x, dt, nd in (('images', images, np.uint8, 5), ('text', text, np.float32, 3), ('labels', labels, np.float32, 3)):
+        if not isinstance(x, np.ndarray) or x.dtype != dt or x.ndim != nd:
+            got = f"{type(x).__name__} {getattr(x, 'dtype', '')} with {getattr(x, 'ndim', '?')} dims"
+            raise ValueError(f"{name} must be a {np.dtype(dt).name} numpy array with {nd} dims, got {got}")
+    N, T, H, W, c = images.shape
+    if c != 3 or H != W: raise ValueError(f"images must be (N, T, H, H, 3) square RGB frames, got {images.shape}")
+    for name, x in (('text', text), ('labels', labels)):
+        if x.shape[:2] != (N, T): raise ValueError(f"{name} must be (N={N}, T={T}, ...) like images, got {x.shape}")
+    if not isinstance(sentences, (list, tuple)) or len(sentences) != N: raise ValueError(f"sentences must be a list of N={N} stories, got {type(sentences).__name__} of length {len(sentences) if hasattr(sentences, '__len__') else '?'}")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, (list, tuple)) or len(s) != T or not all(isinstance(x, str) for x in s):
+            raise ValueError(f"sentences[{i}] must be a list of T={T} strings, got {s!r}")
+    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    final, tmp, old = root / split, root / f'.{split}.tmp-{os.getpid()}', root / f'.{split}.old-{os.getpid()}'
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
+    np.save(tmp / 'images.npy', np.ascontiguousarray(images))
+    np.save(tmp / 'text.npy', np.ascontiguousarray(text))
+    np.save(tmp / 'labels.npy', np.ascontiguousarray(labels))
+    (tmp / 'sentences.json').write_text(json.dumps([list(s) for s in sentences]))
+    if final.exists(): final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+def write_info(root, # dataset directory
+               **info, # keys to set; `splits` is merged with the splits already listed (a split set to None is dropped)
+              ) -> dict:
+    "Merge `info` into `root/info.json` (written atomically); returns the merged dict"
+    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    p = root / 'info.json'
+    cur = json.loads(p.read_text()) if p.exists() else {}
+    if 'splits' in info: info['splits'] = {k: v for k, v in {**cur.get('splits', {}), **info['splits']}.items() if v is not None}
+    cur.update(info)
+    tmp = root / f'.info.json.tmp-{os.getpid()}'
+    tmp.write_text(json.dumps(cur, indent=1))
+    os.replace(tmp, p)
+    return cur

@@ -57,7 +57,7 @@ def lab(tmp_path):
     except ImportError: _require(False, "playwright is not installed (pip install playwright)")
     try: import jupyterlab, ipywidgets  # noqa: F401
     except ImportError as e: _require(False, f"JupyterLab and ipywidgets are needed: {e}")
-    from storygan.demo import tiny_checkpoint
+    from storygan.quickstart import tiny_checkpoint
     work = tmp_path / 'lab'; work.mkdir()
     given = os.environ.get('STORYGAN_DEMO_CKPT')                            # a trained model, e.g. for a picture of the app
     if given and Path(given).exists(): ckpt = Path(given).resolve()

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from storygan.core import main
-from storygan.clevr import generate_clevr
-from storygan.training import train_preset, train_storygan
+from storygan.clevr_data import generate_clevr
+from storygan.training import train_preset
+from storygan.runs import train_storygan
 
 torch.set_num_threads(1)
 

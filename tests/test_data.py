@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from storygan.clevr import generate_clevr
+from storygan.clevr_data import generate_clevr
 from storygan.data import StoryDataset, ImageDataset, story_loaders
 
 

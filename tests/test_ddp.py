@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from storygan.clevr import generate_clevr
-from storygan.training import load_checkpoint, read_metrics
+from storygan.clevr_data import generate_clevr
+from storygan.runs import load_checkpoint, read_metrics
 
 def test_ddp_two_processes(tmp_path):
     data = generate_clevr(tmp_path / 'clevr', n_train=16, n_test=4, size=32, seed=0, workers=1, progress=False)

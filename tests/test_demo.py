@@ -7,7 +7,8 @@ import torch
 
 pytest.importorskip('ipywidgets')
 from storygan.demo import *
-from storygan.training import story_vectors, generate_stories
+from storygan.sampling import story_vectors, generate_stories
+from storygan.quickstart import tiny_checkpoint
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from storygan.core import main
 from storygan.data import ImageDataset, collate_stories, data_info, open_stories
-from storygan.pororo import (CHARACTERS, PororoSV, SentenceVectors, encode_descriptions, generate_cartoon, read_pororo,
+from storygan.cartoon import generate_cartoon
+from storygan.pororo import (CHARACTERS, PororoSV, SentenceVectors, encode_descriptions, read_pororo,
                              story_condition)
 
 SIZE = 24                                       # frame width of the fixture's strips

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from storygan.core import main
-from storygan.clevr import generate_clevr, save_split, write_info
+from storygan.clevr_data import generate_clevr
+from storygan.data import save_split, write_info
 from storygan.training import *
+from storygan.runs import *
 
 torch.set_num_threads(1)
 
