@@ -96,7 +96,10 @@ def _overrides(s:str) -> dict:
 def _batch_sizes(s:str) -> tuple:
     "'4/4' -> (4, 4); '8' -> (8, 16): a plain number is the story batch, with twice as many frames"
     a, _, b = str(s).partition('/')
-    return int(a), int(b) if b else 2 * int(a)
+    try: sb, ib = int(a), int(b) if b else 2 * int(a)
+    except ValueError: raise ValueError(f"--batch-sizes: expected STORY/IMAGE batch sizes such as 4/16, or one number such as 8, got {s!r}") from None
+    if sb < 1 or ib < 1: raise ValueError(f"--batch-sizes: batch sizes must be >= 1, got {s!r}")
+    return sb, ib
 
 @command(name='bench-train')
 def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',),

@@ -192,7 +192,7 @@ def output_dir(path, # the folder to create or reuse
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f'.write-test.{os.getpid()}'
         probe.write_bytes(b''); probe.unlink()
-    except OSError as e: raise ValueError(f"{what} {path} cannot be written: {e.strerror or e}") from None
+    except OSError as e: raise ValueError(f"{what} {path} cannot be created or written: {e.strerror or e}") from None
     return path
 
 # %% ../nbs/00_core.ipynb #cc662bd4

@@ -16,8 +16,9 @@ from torch.utils.data import Dataset, DataLoader
 from .core import *
 
 # %% auto #0
-__all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'register_format', 'data_info',
-           'open_stories', 'sentence_vectors', 'collate_stories', 'story_loaders', 'save_split', 'write_info']
+__all__ = ['read_info', 'StoryDataset', 'T', 'text_dim', 'label_dim', 'frames', 'ImageDataset', 'SeededIndex', 'item_rng',
+           'register_format', 'data_info', 'open_stories', 'sentence_vectors', 'collate_stories', 'story_loaders',
+           'save_split', 'write_info']
 
 # %% ../nbs/02_data.ipynb #8434da0f
 def read_info(root, # dataset directory
@@ -29,6 +30,7 @@ def read_info(root, # dataset directory
     if not p.exists(): raise FileNotFoundError(f"{p} is missing: {root} is not a story dataset (make one with `storygan clevr --out {root}`)")
     try: info = json.loads(p.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{p} is not valid JSON: {e}") from None
+    if not isinstance(info, dict): raise ValueError(f"{p} must hold a JSON object (T, image_size, text_dim, ...), got a {type(info).__name__}")
     missing = [k for k in ('T', 'image_size', 'text_dim', 'label_dim') if k not in info]
     if missing: raise ValueError(f"{p} lacks the fields {missing}")
     return info
@@ -61,6 +63,8 @@ class StoryDataset(Dataset):
         if not sp.exists(): raise FileNotFoundError(f"{sp} is missing")
         try: self.sentences = json.loads(sp.read_text())
         except json.JSONDecodeError as e: raise ValueError(f"{sp} is not valid JSON: {e}") from None
+        if not isinstance(self.sentences, list) or not all(isinstance(s, list) for s in self.sentences):
+            raise ValueError(f"{sp} must hold a list of stories, each a list of T sentences, got a {type(self.sentences).__name__}")
         self._check(images, T)
         self._images = images
         self.image_size = image_size or self.info['image_size']
@@ -135,6 +139,7 @@ class ImageDataset(Dataset):
         if not 0 <= i < len(self): raise IndexError(f"frame {i} out of range for {len(self)} frames")
         s = self.stories
         n, t = divmod(i, s.T)
+        if isinstance(i, SeededIndex): n = SeededIndex(n, i.seed)      # the frame's randomness is its story's
         if hasattr(s, 'frame_item'): return s.frame_item(n, t)   # a dataset that reads one frame faster than its story
         if not isinstance(s, StoryDataset):
             st = s[n]
@@ -146,6 +151,19 @@ class ImageDataset(Dataset):
         if s.transform is not None: x = s.transform(x)
         return dict(image=x[0], text=torch.from_numpy(s.text[n, t]), labels=torch.from_numpy(s.labels[n, t]),
                     story_text=torch.from_numpy(s.text[n]), t=t, sentence=s.sentences[n][t], index=n)
+
+# %% ../nbs/02_data.ipynb #06ec6b66
+class SeededIndex(int):
+    "An item index that carries the seed of the item's own randomness (random crops, a random description)"
+    def __new__(cls, i:int, seed:int):
+        o = super().__new__(cls, i); o.seed = int(seed); return o
+    def __reduce__(self): return (SeededIndex, (int(self), self.seed))      # survives the trip to a DataLoader worker
+    def __repr__(self): return f"SeededIndex({int(self)}, seed={self.seed})"
+
+def item_rng(i, # an item index: a SeededIndex, or a plain int
+            ):
+    "The numpy generator of item `i`'s randomness: seeded by a `SeededIndex`, None for a plain index (the caller's global draw)"
+    return np.random.default_rng(i.seed) if isinstance(i, SeededIndex) else None
 
 # %% ../nbs/02_data.ipynb #c6117273
 _FORMATS = {}

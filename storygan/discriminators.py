@@ -122,14 +122,17 @@ def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judg
 def with_empty_places(tg:dict, # from `object_targets`, for frames (N, ...)
                       k:int=4, # places to add per frame
                       margin:float=0.3, # at least this far (frame coordinates) from every object of the frame
+                      generator:torch.Generator=None, # source of the random places (None: torch's global one)
                      ) -> dict:
     "`tg` with `k` more places per frame, drawn at random where the frame has no object: they must read as empty"
     xy, present = tg['xy'], tg['present']                                # (N, 4, 2), (N, 4)
     N = xy.shape[0]
-    cand = torch.rand(N, 4 * k, 2, device=xy.device) * 1.6 - 0.8        # candidates inside the floor's part of the frame
+    dev = generator.device if generator is not None else xy.device
+    rand = lambda *shape: torch.rand(shape, generator=generator, device=dev).to(xy.device)
+    cand = rand(N, 4 * k, 2) * 1.6 - 0.8                                 # candidates inside the floor's part of the frame
     d = (cand[:, :, None] - xy[:, None]).norm(dim=-1)                    # (N, 4k, 4)
     far = ((d > margin) | ~present[:, None]).all(-1)                     # (N, 4k): away from every object the frame shows
-    order = torch.argsort((~far).float() + torch.rand(N, 4 * k, device=xy.device) * 0.5, dim=1)[:, :k]   # the far ones first
+    order = torch.argsort((~far).float() + rand(N, 4 * k) * 0.5, dim=1)[:, :k]   # the far ones first
     e_xy = torch.gather(cand, 1, order[..., None].expand(-1, -1, 2))
     e_ok = torch.gather(far, 1, order)                                   # a place too near an object is dropped below
     out = dict(tg, xy=torch.cat([xy, e_xy], 1), present=torch.cat([present, torch.zeros_like(e_ok)], 1),
@@ -210,7 +213,8 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
                  x_fake:torch.Tensor,                    # (N, 3, H, W) generated frames (detached here)
                  s_t:torch.Tensor, S:torch.Tensor,       # (N, D) sentences, (N, T, D) their stories
                  labels:torch.Tensor,                    # (N, L) 0/1 labels of the real frames
-                 cfg:StoryGANConfig):
+                 cfg:StoryGANConfig,
+                 generator:torch.Generator=None):        # source of the object head's empty places (None: torch's global one)
     "D_I's loss: BCE(real,1) + 1/2[BCE(fake,0) + BCE(wrong,0)] + d_aux_weight * label BCE on real frames; (loss, stats)."
     check_tensor(labels, 'labels', (x.shape[0], cfg.label_dim), 'N L')
     (feat, h), feat_fake = D_I.encoder.stages(x), D_I.encoder(x_fake.detach())
@@ -221,7 +225,7 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     loss = l_real + 0.5 * (l_fake + l_wrong) + cfg.d_aux_weight * l_aux
     extra = {}
     if D_I.obj_net is not None:                                          # the object head, on real frames
-        tg = with_empty_places(object_targets(s_t, S[:, -1]))
+        tg = with_empty_places(object_targets(s_t, S[:, -1]), generator=generator)
         l_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
         loss = loss + cfg.d_obj_weight * l_obj; extra['d_img_obj'] = l_obj.item()
     p = lambda l: torch.sigmoid(l.detach()).mean().item()
@@ -250,7 +254,8 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
                    X_fake:torch.Tensor|None,           # (B, T, 3, H, W) generated stories of the story batch
                    S_story:torch.Tensor|None,          # (B, T, D) their sentence vectors
                    mu:torch.Tensor, logvar:torch.Tensor,  # (B', cond_dim) story encoder outputs
-                   cfg:StoryGANConfig):
+                   cfg:StoryGANConfig,
+                   generator:torch.Generator=None):    # source of the object head's empty places (None: torch's global one)
     "G's loss: alpha*image adversarial + aux_weight*label BCE + beta*story adversarial + kl_weight*KL (+ obj_weight*object loss); (loss, stats)."
     check_tensor(labels, 'labels', (x_fake.shape[0], cfg.label_dim), 'N L')
     feat, h = D_I.encoder.stages(x_fake)
@@ -258,7 +263,7 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
     g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
     g_obj = torch.zeros((), device=logit.device)
     if D_I.obj_net is not None:                                          # the object head, on the fakes
-        tg = with_empty_places(object_targets(s_t, S_img[:, -1]))
+        tg = with_empty_places(object_targets(s_t, S_img[:, -1]), generator=generator)
         g_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)

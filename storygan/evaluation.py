@@ -286,8 +286,10 @@ def evaluate_cmd(ckpt:str=None, # checkpoint written by `storygan train`, or its
                 ):
     "Judge a checkpoint's generated test stories beside the real ones: probe scores, SSIM, character F1, FID and KID"
     if not ckpt: raise ValueError("--ckpt CKPT is required: a checkpoint written by `storygan train`")
-    res = evaluate(ckpt, data, n, seed, probe, classifier, inception, device)
     p = Path(out) if out else Path(ckpt).parent / 'evaluation.json' if Path(ckpt).is_file() else Path(ckpt) / 'evaluation.json'
-    p.parent.mkdir(parents=True, exist_ok=True); p.write_text(json.dumps(res, indent=1))
+    if p.is_dir(): raise ValueError(f"--out {p} is a folder: give the JSON file to write, e.g. {p / 'evaluation.json'}")
+    output_dir(p.parent, 'the folder of --out')                          # checked before the evaluation, not after
+    res = evaluate(ckpt, data, n, seed, probe, classifier, inception, device)
+    p.write_text(json.dumps(res, indent=1))
     print(results_table(res)); print(f"\nwritten to {p}")
     return res

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from .core import *
-from .data import register_format
+from .data import register_format, item_rng
 
 # %% auto #0
 __all__ = ['CHARACTERS', 'PORORO_T', 'SPLITS', 'load_pickled', 'clip_id', 'save_strip', 'save_pororo', 'read_pororo',
@@ -224,8 +224,9 @@ class PororoSV(Dataset):
 
 # %% ../nbs/17_pororo.ipynb #3c261474
 def read_frame(path:Path, # a clip's strip
-               k:int=0, # which frame of the strip; -1: one at random (torch's global generator)
+               k:int=0, # which frame of the strip; -1: one at random
                size:int=None, # resize the square frame to this size
+               rng:np.random.Generator=None, # the draw of a random frame (None: torch's global generator)
               ) -> torch.Tensor:
     "Frame k of a strip of vertically stacked frames, float (3, size, size) in [-1, 1]"
     try:
@@ -235,7 +236,7 @@ def read_frame(path:Path, # a clip's strip
     w, h = im.size
     if h < w: raise ValueError(f"{path} is {w}x{h}: expected frames stacked vertically (height = n x width)")
     n = h // w
-    if k < 0: k = int(torch.randint(n, ()).item())
+    if k < 0: k = int(rng.integers(n)) if rng is not None else int(torch.randint(n, ()).item())
     if not 0 <= k < n: raise ValueError(f"{path} holds {n} frames, asked for frame {k}")
     fr = im.crop((0, k * w, w, (k + 1) * w))
     if size and size != w: fr = fr.resize((size, size), Image.BILINEAR)
@@ -243,19 +244,20 @@ def read_frame(path:Path, # a clip's strip
 
 # %% ../nbs/17_pororo.ipynb #13e5bca3
 @fc.patch
-def _clip(self:PororoSV, c:int, image:bool=True) -> tuple:
-    "Clip number c: its frame (or None), condition vector (D+9,), labels (9,) and sentence, with the split's randomness"
+def _clip(self:PororoSV, c:int, image:bool=True, rng:np.random.Generator=None) -> tuple:
+    "Clip number c: its frame (or None), condition vector (D+9,), labels (9,) and sentence, with the split's randomness (from `rng`)"
     tab = self.tab
-    x = read_frame(self.root / f'{tab.ids[c]}.png', -1 if self.train else 0, self.image_size) if image else None
+    x = read_frame(self.root / f'{tab.ids[c]}.png', -1 if self.train else 0, self.image_size, rng) if image else None
     n = len(tab.descriptions[c])
-    d = int(torch.randint(n, ()).item()) if self.train and n > 1 else 0
+    d = (int(rng.integers(n)) if rng is not None else int(torch.randint(n, ()).item())) if self.train and n > 1 else 0
     return x, np.concatenate([tab.vectors[c][d], tab.labels[c]]), tab.labels[c], tab.descriptions[c][d]
 
 @fc.patch
 def __getitem__(self:PororoSV, i:int) -> dict:
     if not -len(self) <= i < len(self): raise IndexError(f"story {i} out of range for {len(self)} stories")
-    i = i % len(self)
-    xs, ss, ls, sents = zip(*[self._clip(c) for c in self.tab.stories[self.rows[i]].tolist()])
+    rng = item_rng(i)                                                    # seeded by a SeededIndex, else None
+    i = int(i) % len(self)
+    xs, ss, ls, sents = zip(*[self._clip(c, rng=rng) for c in self.tab.stories[self.rows[i]].tolist()])
     return dict(images=torch.stack(xs), text=torch.from_numpy(np.stack(ss)), labels=torch.from_numpy(np.stack(ls)),
                 sentences=list(sents), index=i)
 
@@ -264,8 +266,9 @@ def frame_item(self:PororoSV, n:int, # story
                t:int, # frame
               ) -> dict:
     "Frame t of story n with its sentence, labels and the whole story's vectors (what `ImageDataset` asks for), reading one strip"
+    rng, n = item_rng(n), int(n)
     clips = self.tab.stories[self.rows[n]].tolist()
-    parts = [self._clip(c, image=(j == t)) for j, c in enumerate(clips)]
+    parts = [self._clip(c, image=(j == t), rng=rng) for j, c in enumerate(clips)]
     x, s, l, sent = parts[t]
     return dict(image=x, text=torch.from_numpy(s), labels=torch.from_numpy(l), story_text=torch.from_numpy(np.stack([p[1] for p in parts])),
                 t=t, sentence=sent, index=n)

@@ -114,7 +114,9 @@ def quickstart(out:str='runs/quickstart', # folder for the data, the run and the
     "Draw a small CLEVR-style set, train the tiny StoryGAN on it (10 minutes on 2 CPU cores) and judge its held-out stories"
     over = dict(minutes=minutes, steps=steps, n_train=train_stories, n_test=test_stories, probe_epochs=probe_epochs)
     q = {**QUICKSTART, **{k: v for k, v in over.items() if v is not None}}
-    out = Path(out); t0 = time.perf_counter()
+    for k in ('minutes', 'steps', 'n_train', 'n_test', 'probe_epochs'):
+        if not q[k] > 0: raise ValueError(f"--{k.replace('n_', '').replace('_', '-')}{'-stories' if k.startswith('n_') else ''} must be > 0, got {q[k]}")
+    out = output_dir(out); t0 = time.perf_counter()
     data, run = _quickstart_data(out / 'data', q, seed, workers), out / 'run'
     print("the attribute probe (trained once per data set, kept beside it)", flush=True)
     probe_for(data, q['size'], epochs=q['probe_epochs'], progress=not quiet())

@@ -4,7 +4,9 @@
 
 # %% ../nbs/09_runs.ipynb #0029188a
 from __future__ import annotations
-import contextlib, copy, fcntl, json, math, os, random, signal, sys, threading, time
+import contextlib, copy, enum, json, os, random, signal, sys, threading, time
+try: import fcntl                                     # POSIX: run folders are locked with flock
+except ImportError: fcntl = None
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .training import *
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_diff',
            'ResumableSampler', 'make_loader', 'generate_stories', 'real_above_fake', 'read_metrics', 'plot_metrics',
-           'ddp_setup', 'check_data_matches', 'train_storygan', 'train']
+           'ddp_setup', 'RunLock', 'check_data_matches', 'StopReason', 'train_storygan', 'Run', 'train']
 
 # %% ../nbs/09_runs.ipynb #320035e1
 def rng_state() -> dict:
@@ -70,7 +72,7 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
     return ck
 
 # %% ../nbs/09_runs.ipynb #59742212
-RESUMABLE_FIELDS = {'steps', 'epochs', 'sample_every', 'ckpt_every', 'log_every', 'n_samples', 'time_limit', 'num_workers',
+RESUMABLE_FIELDS = {'steps', 'epochs', 'sample_every', 'ckpt_every', 'ckpt_minutes', 'log_every', 'n_samples', 'time_limit', 'num_workers',
                     'compile', 'channels_last', 'amp', 'amp_dtype', 'device'}
 
 def config_diff(saved:dict, # config as stored in a checkpoint
@@ -108,7 +110,10 @@ def load_state_dict(self:StoryGANTrainer, ck:dict, # a checkpoint
     for k, s in self.scalers.items():
         if ck['scalers'].get(k): s.load_state_dict(ck['scalers'][k])
     self.step, self.data_state = ck['step'], copy.deepcopy(ck['data_state'])
-    if ck.get('rng'): set_rng_state(ck['rng'][self.rank % len(ck['rng'])])
+    if ck.get('rng'):
+        r = ck['rng'][self.rank % len(ck['rng'])]
+        set_rng_state(r)
+        if 'noise' in r: self.noise.set_state(r['noise'])
 
 # %% ../nbs/09_runs.ipynb #0e96a6cb
 class ResumableSampler(DistributedSampler):
@@ -119,7 +124,11 @@ class ResumableSampler(DistributedSampler):
     def set_position(self, epoch:int, # epoch (selects the permutation)
                      start:int=0, # items of it already used
                     ): self.set_epoch(epoch); self.start = start
-    def __iter__(self): return iter(list(super().__iter__())[self.start:])
+    def __iter__(self):
+        "The epoch's indices from `start` on, each a `SeededIndex` whose seed is fixed by (seed, epoch, rank, place in the epoch)"
+        idx = list(super().__iter__())
+        return iter(SeededIndex(i, np.random.SeedSequence([self.seed, self.epoch, self.rank, p]).generate_state(1)[0])
+                    for p, i in enumerate(idx) if p >= self.start)
     def __len__(self): return self.num_samples - self.start
 
 def make_loader(ds, bs:int, sampler, num_workers:int=0, pin:bool=False) -> DataLoader:
@@ -205,6 +214,23 @@ class _Interrupts:
     def __exit__(self, *exc):
         if self.old is not None: signal.signal(signal.SIGINT, self.old)
 
+class RunLock:
+    "An exclusive lock on a run folder (its `.lock` file, held with `flock`): a second run writing into the same folder fails at once"
+    def __init__(self, folder): self.path, self.f = Path(folder) / '.lock', None
+    def __enter__(self):
+        if fcntl is None: return self                                   # no flock (Windows): unlocked
+        self.f = open(self.path, 'a+')
+        try: fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.seek(0); who = self.f.read().strip() or 'another process'; self.f.close(); self.f = None
+            raise ValueError(f"the run folder {self.path.parent} is in use by another run ({who}): wait for it to end, or choose another --out") from None
+        self.f.seek(0); self.f.truncate(); self.f.write(f'pid {os.getpid()}'); self.f.flush()
+        return self
+    def __exit__(self, *exc):
+        if self.f is None: return
+        self.f.seek(0); self.f.truncate(); self.f.flush()                  # no stale pid for the next reader
+        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close(); self.f = None
+
 def check_data_matches(data_fields:dict, # T, text_dim, label_dim of a dataset
                        model_cfg:dict, # a model config (as a dict)
                        what:str='the checkpoint', # how to name the model in the message
@@ -213,125 +239,200 @@ def check_data_matches(data_fields:dict, # T, text_dim, label_dim of a dataset
     bad = [f"{k}={v} in the data but {k}={model_cfg.get(k)} in {what}" for k, v in data_fields.items() if model_cfg.get(k) != v]
     if bad: raise ValueError("the data does not fit the model: " + "; ".join(bad))
 
-# %% ../nbs/09_runs.ipynb #d3243c24
-def train_storygan(data, # dataset folder (the story dataset format)
+# %% ../nbs/09_runs.ipynb #83c57bb6
+class StopReason(enum.Enum):
+    "Why a run's loop ends"
+    DONE = 'done'                  # the iterations asked for (`steps`, or `epochs` of the story loader) are done
+    TIME_LIMIT = 'time limit'      # this call has run for `time_limit` minutes
+    INTERRUPTED = 'interrupted'    # Ctrl-C: the run stops after the current iteration, writes a checkpoint, raises KeyboardInterrupt
+
+def train_storygan(data, # dataset folder (the story dataset format, or another registered layout)
                    out, # run folder: config.json, checkpoint.pt, metrics.jsonl, samples/
                    preset:str='tiny', # model preset: tiny | clevr | pororo
                    tcfg:TrainConfig=None, # training settings; None: `train_preset(preset)`
                    resume:bool=False, # continue the run in `out` from its checkpoint
                    callbacks=(), # callables cb(trainer, stats) run after every iteration
-                   progress:bool=None, # progress bars; None: in a terminal or notebook, and not under CI
+                   progress:bool=None, # progress bar; None: in a terminal or notebook, and not under CI
                    **overrides, # StoryGANConfig fields overriding the preset (e.g. image_size=64)
                   ) -> StoryGANTrainer:
-    "Train StoryGAN on the stories in `data`; checkpoints, metrics and sample grids go to `out`"
-    tc = tcfg or train_preset(preset)
-    data, out = Path(data), Path(out)
-    info = data_info(data)
-    data_fields = dict(T=info['T'], text_dim=info['text_dim'], label_dim=info['label_dim'])
-    cfg = StoryGANConfig.preset(preset, **{**data_fields, **overrides})
-    ck_path, ck = out / 'checkpoint.pt', None
-    if resume:
-        ck = load_checkpoint(ck_path)
-        check_data_matches(data_fields, ck['model_cfg'], f'checkpoint {ck_path}')
-    elif ck_path.exists(): raise ValueError(f"{out} already holds a run ({ck_path}): resume it (resume=True, --resume) or choose another folder")
-    rank, world, _ = ddp_setup()
-    ds = open_stories(data, 'train', image_size=cfg.image_size, train=True)
-    ids = ImageDataset(ds)
-    val = open_stories(data, 'test', image_size=cfg.image_size) if 'test' in info.get('splits', {}) else ds
-    spe = len(ds) // (tc.story_bs * world)
-    if spe < 1: raise ValueError(f"story_bs={tc.story_bs} x {world} processes is more than the {len(ds)} training stories")
-    if len(ids) < tc.image_bs * world: raise ValueError(f"image_bs={tc.image_bs} x {world} processes is more than the {len(ids)} training frames")
-    tr = StoryGANTrainer(cfg, tc, spe, rank=rank, world_size=world)
-    if ck is not None: tr.load_state_dict(ck)
-    main_proc = rank == 0
-    # the loaders: resumable, split across processes; the image stream cycles over the frames on its own
-    ssam, isam = ResumableSampler(ds, world, rank, tc.seed), ResumableSampler(ids, world, rank, tc.seed + 1)
-    pin = tr.device.type == 'cuda'
-    sdl, idl = make_loader(ds, tc.story_bs, ssam, tc.num_workers, pin), make_loader(ids, tc.image_bs, isam, tc.num_workers, pin)
-    def image_stream():
-        st = tr.data_state['image']
-        while True:
-            isam.set_position(st['epoch'], st['batch'] * tc.image_bs)
-            for b in idl:
-                st['batch'] += 1; yield b
-            st.update(epoch=st['epoch'] + 1, batch=0)
-    images = image_stream()
-    # fixed validation stories (and noise, via the seed) for the sample grids
-    idx = np.linspace(0, len(val) - 1, min(tc.n_samples, len(val))).round().astype(int)
-    fixed = collate_stories([val[int(i)] for i in idx])
-    log = out / 'metrics.jsonl'
-    if main_proc:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / 'config.json').write_text(json.dumps(dict(model=asdict(cfg), train=asdict(tc), data=str(data), world_size=world), indent=1))
-        keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= tr.step] if resume and log.exists() else []
-        log.write_text(''.join(l + '\n' for l in keep))   # a resumed run drops lines logged after its checkpoint
-    total = tc.steps or tc.epochs * spe
-    bars = main_proc and ((not quiet()) if progress is None else progress)
-    tr.run_dir, tr.last_sample = out, None
-
-    def sample():
-        X_hat = generate_stories(tr.drawer, fixed['text'], seed=tc.seed)
-        tr.last_sample = save_story_grid(real_above_fake(fixed['images'], X_hat), out / 'samples' / f'step_{tr.step:06d}.png',
-                                         scale=max(1, 64 // cfg.image_size))
-    def checkpoint():
-        st = tr.state_dict()
-        rngs = [rng_state()]
-        if world > 1: rngs = [None] * world; dist.all_gather_object(rngs, rng_state())
-        st['rng'] = rngs
-        st['data'] = dict(root=str(data.resolve()), source=info.get('source'), **data_fields)
-        if main_proc: save_checkpoint(st, ck_path)
-    def say(msg):
-        if main_proc and not bars: print(msg, flush=True)
-    def brief(stats): return '  '.join(f"{k} {stats[k]:.3f}" for k in ('d_img', 'd_story', 'g') if k in stats)
-
-    ss, stop = tr.data_state['story'], 0
-    epochs = range(ss['epoch'], math.ceil(total / spe))
-    mb = master_bar(epochs) if bars else epochs
-    say(f"training {preset} ({cfg.image_size}x{cfg.image_size}, T={cfg.T}) for {total} iterations ({spe} per epoch) on {tr.device}"
-        + (f" x {world} processes" if world > 1 else "") + (f", from iteration {tr.step}" if tr.step else ""))
-    t0 = t_last = time.perf_counter()
-    with _Interrupts() as intr:
-        try:
-            for epoch in mb:
-                if tr.step >= total: break
-                if ss['epoch'] != epoch: ss.update(epoch=epoch, batch=0)
-                ssam.set_position(epoch, ss['batch'] * tc.story_bs)
-                todo = range(ss['batch'], min(spe, ss['batch'] + total - tr.step))
-                for _, story in zip(progress_bar(todo, parent=mb) if bars else todo, sdl):
-                    image = next(images)
-                    t_data = time.perf_counter()
-                    lrs = {f'lr_{k}': tr.opts[k].param_groups[0]['lr'] for k in ('G', 'D_I')}   # used by this iteration
-                    stats = tr.train_step(story, image)
-                    tr.step += 1; ss['batch'] += 1
-                    if ss['batch'] == spe: ss.update(epoch=epoch + 1, batch=0)
-                    now = time.perf_counter(); dt, t_prev, t_last = now - t_last, t_last, now
-                    if main_proc and (tr.step % tc.log_every == 0 or tr.step == total):
-                        row = dict(step=tr.step, epoch=round(tr.step / spe, 4), lr_G=lrs['lr_G'], lr_D=lrs['lr_D_I'],
-                                   **stats, step_time=dt, data_time=t_data - t_prev,
-                                   images_per_s=(tc.story_bs * cfg.T + tc.image_bs) * world / dt, time=now - t0)
-                        with open(log, 'a') as f: f.write(json.dumps(row) + '\n')
-                        if bars: mb.child.comment = brief(stats)
-                    if tc.sample_every and tr.step % tc.sample_every == 0:
-                        if main_proc: sample()
-                        say(f"iteration {tr.step}/{total}  {brief(stats)}  {now - t0:.0f}s")
-                    if tc.ckpt_every and tr.step % tc.ckpt_every == 0: checkpoint()
-                    for cb in callbacks: cb(tr, stats)
-                    stop = 2 if intr.requested else int(bool(tc.time_limit) and now - t0 > 60 * tc.time_limit)
-                    if world > 1:   # the processes agree: the strongest reason to stop wins
-                        flag = torch.tensor(float(stop), device=tr.device); dist.all_reduce(flag, op=dist.ReduceOp.MAX); stop = int(flag.item())
-                    if stop == 2: raise KeyboardInterrupt
-                    if stop == 1: break
-                if stop == 1:
-                    say(f"time limit of {tc.time_limit} minutes reached at iteration {tr.step}"); break
-        except KeyboardInterrupt:
-            checkpoint()
-            say(f"interrupted at iteration {tr.step}: checkpoint saved to {ck_path}")
-            raise
-    tr.check_replicas()
-    if not tc.ckpt_every or tr.step % tc.ckpt_every: checkpoint()
-    if main_proc and (not tc.sample_every or tr.step % tc.sample_every): sample()
-    say(f"done: {tr.step} iterations, {time.perf_counter() - t0:.0f}s; checkpoint {ck_path}; samples {tr.last_sample}")
+    "Train StoryGAN on the stories in `data` (Algorithm 1); checkpoints, metrics and sample grids go to `out`"
+    run = Run(data, out, preset, tcfg or train_preset(preset), callbacks, progress, overrides)
+    with run:                                        # the folder locked, Ctrl-C turned into a stop, a checkpoint on the way out
+        tr = run.start(resume)                       # the trainer, from the checkpoint when resuming
+        while (stop := run.stop_reason()) is None:
+            story, image = run.batches()             # a story minibatch and an image minibatch
+            stats = tr.train_step(story, image)      # update D_I, then D_S (fakes detached), then G
+            run.record(stats)                        # log, sample grid, checkpoint, callbacks
+        run.finish(stop)
     return tr
+
+# %% ../nbs/09_runs.ipynb #3040eeca
+class Run:
+    "The bookkeeping of `train_storygan`: the folder and its lock, the loaders, the log, sample grids, checkpoints, the stop reasons"
+    def __init__(self, data, out, preset:str, tc:TrainConfig, callbacks=(), progress:bool=None, overrides:dict=None):
+        self.data, self.out, self.preset, self.tc, self.callbacks = Path(data), Path(out), preset, tc, list(callbacks)
+        self.rank, self.world, _ = ddp_setup()
+        self.main = self.rank == 0
+        if self.main: output_dir(self.out, 'the run folder')                # a folder that cannot be written fails first
+        self.info = data_info(self.data)
+        self.fields = dict(T=self.info['T'], text_dim=self.info['text_dim'], label_dim=self.info['label_dim'])
+        self.cfg = StoryGANConfig.preset(preset, **{**self.fields, **(overrides or {})})
+        self.ck_path, self.log = self.out / 'checkpoint.pt', self.out / 'metrics.jsonl'
+        self.bars = self.main and ((not quiet()) if progress is None else progress)
+        self.tr, self.clean, self.last_ckpt, self.bar = None, True, None, None
+
+    def __enter__(self):
+        self._lock = RunLock(self.out) if self.main else contextlib.nullcontext()
+        self._lock.__enter__()
+        self._intr = _Interrupts().__enter__()
+        if self.main: remove_stale_temp_files(self.ck_path)
+        return self
+
+    def __exit__(self, kind, e, tb):
+        try:
+            if e is not None and self.last_ckpt is not None and self.world == 1: self._save_on_the_way_out(e)   # once the run has started
+        finally:
+            self._intr.__exit__(); self._lock.__exit__(None, None, None)
+        return False
+
+    def say(self, msg:str):
+        if self.main and not self.bars: print(msg, flush=True)
+
+# %% ../nbs/09_runs.ipynb #510a4baf
+@patch
+def start(self:Run, resume:bool) -> StoryGANTrainer:
+    "The trainer (restored from the run's checkpoint with `resume`), the two resumable loaders and the fixed sample stories"
+    tc, ck = self.tc, None
+    if resume:
+        ck = load_checkpoint(self.ck_path)
+        check_data_matches(self.fields, ck['model_cfg'], f'checkpoint {self.ck_path}')
+    elif self.ck_path.exists(): raise ValueError(f"{self.out} already holds a run ({self.ck_path}): resume it (resume=True, --resume) or choose another folder")
+    ds = open_stories(self.data, 'train', image_size=self.cfg.image_size, train=True)
+    ids = ImageDataset(ds)
+    val = open_stories(self.data, 'test', image_size=self.cfg.image_size) if 'test' in self.info.get('splits', {}) else ds
+    self.spe = len(ds) // (tc.story_bs * self.world)
+    if self.spe < 1: raise ValueError(f"story_bs={tc.story_bs} x {self.world} processes is more than the {len(ds)} training stories")
+    if len(ids) < tc.image_bs * self.world: raise ValueError(f"image_bs={tc.image_bs} x {self.world} processes is more than the {len(ids)} training frames")
+    self.total = tc.steps or tc.epochs * self.spe
+    self.tr = tr = StoryGANTrainer(self.cfg, tc, self.spe, rank=self.rank, world_size=self.world)
+    if ck is not None:
+        tr.load_state_dict(ck)
+        if tr.step > self.total:
+            raise ValueError(f"the run in {self.out} is already at iteration {tr.step}, past the {self.total} asked for: "
+                             "ask for more (--steps N, --epochs N) to continue it")
+    self.last_ckpt, self.step0 = (tr.step, time.perf_counter()), tr.step
+    pin = tr.device.type == 'cuda'
+    samplers = ResumableSampler(ds, self.world, self.rank, tc.seed), ResumableSampler(ids, self.world, self.rank, tc.seed + 1)
+    loaders = make_loader(ds, tc.story_bs, samplers[0], tc.num_workers, pin), make_loader(ids, tc.image_bs, samplers[1], tc.num_workers, pin)
+    self.streams = [_stream(tr.data_state[k], l, s, bs) for k, l, s, bs in zip(('story', 'image'), loaders, samplers, (tc.story_bs, tc.image_bs))]
+    idx = np.linspace(0, len(val) - 1, min(tc.n_samples, len(val))).round().astype(int)
+    self.fixed = collate_stories([val[int(i)] for i in idx])                # the same validation stories in every grid
+    if self.main:
+        (self.out / 'config.json').write_text(json.dumps(dict(model=asdict(self.cfg), train=asdict(tc), data=str(self.data), world_size=self.world), indent=1))
+        keep = [l for l in self.log.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= tr.step] if resume and self.log.exists() else []
+        self.log.write_text(''.join(l + '\n' for l in keep))                 # a resumed run drops lines logged after its checkpoint
+    tr.run_dir, tr.last_sample = self.out, None
+    if self.bars: self.bar = progress_bar(range(self.total), leave=False); self.bar.update(tr.step)
+    self.say(f"training {self.preset} ({self.cfg.image_size}x{self.cfg.image_size}, T={self.cfg.T}) for {self.total} iterations ({self.spe} per epoch) "
+             f"on {tr.device}" + (f" x {self.world} processes" if self.world > 1 else "") + (f", from iteration {tr.step}" if tr.step else ""))
+    self.t0 = self.t_last = time.perf_counter()
+    return tr
+
+def _stream(st:dict, # the loader's position: dict(epoch, batch), kept in the trainer's `data_state`
+            loader, sampler, bs:int):
+    "Minibatches forever, epoch after epoch, counting each one in `st` as it is handed out (so a checkpoint knows where it is)"
+    while True:
+        sampler.set_position(st['epoch'], st['batch'] * bs)
+        for b in loader:
+            st['batch'] += 1
+            yield b
+        st.update(epoch=st['epoch'] + 1, batch=0)
+
+# %% ../nbs/09_runs.ipynb #919081d9
+@patch
+def stop_reason(self:Run):
+    "A `StopReason`, or None to go on; under DDP the processes agree (the strongest reason wins)"
+    tr, tc, now = self.tr, self.tc, time.perf_counter()
+    late = tc.time_limit and tr.step > self.step0 and now - self.t0 > 60 * tc.time_limit      # at least one iteration per call
+    code = 3 if self._intr.requested else 1 if tr.step >= self.total else 2 if late else 0
+    if self.world > 1:
+        flag = torch.tensor(float(code), device=tr.device); dist.all_reduce(flag, op=dist.ReduceOp.MAX); code = int(flag.item())
+    return {0: None, 1: StopReason.DONE, 2: StopReason.TIME_LIMIT, 3: StopReason.INTERRUPTED}[code]
+
+@patch
+def batches(self:Run) -> tuple:
+    "The next story minibatch and image minibatch (and the learning rates this iteration will use)"
+    t = time.perf_counter()
+    story, image = next(self.streams[0]), next(self.streams[1])
+    self.lrs = {f'lr_{k}': self.tr.opts[k].param_groups[0]['lr'] for k in ('G', 'D_I')}
+    self.data_time, self.clean = time.perf_counter() - t, False          # from here to `record`, the networks change
+    return story, image
+
+@patch
+def record(self:Run, stats:dict):
+    "After an iteration: count it, log it, and write the sample grid, the checkpoint and the callbacks when they are due"
+    tr, tc, cfg = self.tr, self.tc, self.cfg
+    tr.step += 1; self.clean = True
+    now = time.perf_counter(); dt, self.t_last = now - self.t_last, now
+    if self.main and (tr.step % tc.log_every == 0 or tr.step == self.total):
+        row = dict(step=tr.step, epoch=round(tr.step / self.spe, 4), lr_G=self.lrs['lr_G'], lr_D=self.lrs['lr_D_I'], **stats, step_time=dt,
+                   data_time=self.data_time, images_per_s=(tc.story_bs * cfg.T + tc.image_bs) * self.world / dt, time=now - self.t0)
+        with open(self.log, 'a') as f: f.write(json.dumps(row) + '\n')
+    if self.bar is not None: self.bar.update(tr.step); self.bar.comment = _brief(stats)
+    if tc.sample_every and tr.step % tc.sample_every == 0:
+        self.sample(); self.say(f"iteration {tr.step}/{self.total}  {_brief(stats)}  {now - self.t0:.0f}s")
+    due = tc.ckpt_every and tr.step % tc.ckpt_every == 0
+    late = self.world == 1 and tc.ckpt_minutes and now - self.last_ckpt[1] > 60 * tc.ckpt_minutes
+    if due or late: self.checkpoint()
+    for cb in self.callbacks: cb(tr, stats)
+
+def _brief(stats:dict) -> str: return '  '.join(f"{k} {stats[k]:.3f}" for k in ('d_img', 'd_story', 'g') if k in stats)
+
+# %% ../nbs/09_runs.ipynb #601f2245
+@patch
+def sample(self:Run):
+    "The sample grid of the fixed validation stories, real above generated (rank 0)"
+    if not self.main: return
+    X_hat = generate_stories(self.tr.drawer, self.fixed['text'], seed=self.tc.seed)
+    self.tr.last_sample = save_story_grid(real_above_fake(self.fixed['images'], X_hat), self.out / 'samples' / f'step_{self.tr.step:06d}.png',
+                                          scale=max(1, 64 // self.cfg.image_size))
+
+@patch
+def checkpoint(self:Run):
+    "Write the checkpoint: the trainer's state, every process's random states, and what data it was trained on"
+    st = self.tr.state_dict()
+    rngs = [dict(rng_state(), noise=self.tr.noise.get_state())]
+    if self.world > 1: rngs = [None] * self.world; dist.all_gather_object(rngs, dict(rng_state(), noise=self.tr.noise.get_state()))
+    st['rng'] = rngs
+    st['data'] = dict(root=str(self.data.resolve()), source=self.info.get('source'), **self.fields)
+    if self.main:
+        try: save_checkpoint(st, self.ck_path)
+        except Exception: self.save_failed = True; raise     # not tried again on the way out
+    self.last_ckpt = (self.tr.step, time.perf_counter())
+
+@patch
+def finish(self:Run, stop:StopReason):
+    "The last checkpoint and sample grid of the run, and a line that says why it stopped"
+    tr, tc = self.tr, self.tc
+    if self.world > 1: tr.check_replicas()
+    if self.last_ckpt[0] != tr.step: self.checkpoint()
+    if not tc.sample_every or tr.step % tc.sample_every: self.sample()
+    if self.bar is not None: self.bar.on_iter_end()
+    if stop == StopReason.INTERRUPTED:
+        self.say(f"interrupted at iteration {tr.step}: checkpoint saved to {self.ck_path}"); raise KeyboardInterrupt
+    why = f"time limit of {tc.time_limit} minutes reached at iteration {tr.step}; " if stop == StopReason.TIME_LIMIT else ''
+    self.say(f"done: {why}{tr.step} iterations, {time.perf_counter() - self.t0:.0f}s; checkpoint {self.ck_path}; samples {tr.last_sample}")
+
+@patch
+def _save_on_the_way_out(self:Run, e:BaseException):
+    "A run leaving by an exception: keep its work when the networks hold whole iterations, and say where it stands"
+    tr, kind = self.tr, 'interrupted' if isinstance(e, KeyboardInterrupt) else f'stopped by {type(e).__name__}'
+    if not self.main or getattr(self, 'save_failed', False): return
+    if not self.clean:
+        print(f"{kind} in the middle of iteration {tr.step + 1}: the checkpoint of iteration {self.last_ckpt[0]} stands", file=sys.stderr); return
+    if self.last_ckpt[0] == tr.step: return
+    try: self.checkpoint(); print(f"{kind} after iteration {tr.step}: checkpoint saved to {self.ck_path} (continue with --resume)", file=sys.stderr)
+    except Exception as e2: print(f"{kind} after iteration {tr.step}, and the checkpoint could not be written ({e2})", file=sys.stderr)
 
 # %% ../nbs/09_runs.ipynb #2043d46b
 @command

@@ -17,7 +17,7 @@ from .generator import *
 from .runs import *
 
 # %% auto #0
-__all__ = ['load_generator', 'story_vectors', 'sample', 'partial_story_vectors', 'story_context']
+__all__ = ['load_generator', 'story_vectors', 'check_picture_path', 'sample', 'partial_story_vectors', 'story_context']
 
 # %% ../nbs/10_sampling.ipynb #999a06d1
 def load_generator(ckpt, # a checkpoint written by the trainer
@@ -51,6 +51,18 @@ def story_vectors(sentences:list, # one sentence per frame
     return S
 
 # %% ../nbs/10_sampling.ipynb #dfb3a76e
+def check_picture_path(out, # where a picture is to be written
+                       what:str='--out', # how the user named it
+                      ) -> Path:
+    "A ValueError unless `out` names a picture file that can be written (its extension says the format)"
+    from PIL import Image
+    out = Path(out)
+    if out.is_dir(): raise ValueError(f"{what} {out} is a folder: give a picture file name, e.g. {out / 'story.png'}")
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"{what} {out}: give a picture file name that ends in .png (or .jpg), got {out.suffix or 'no extension'!r}")
+    output_dir(out.parent, f'the folder of {what}')
+    return out
+
 @command
 def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
            out:str=None, # PNG file to write (required)
@@ -65,6 +77,7 @@ def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
     if not ckpt or not out: raise ValueError(f"--ckpt CKPT and --out PNG are required (got ckpt={ckpt}, out={out})")
     if (story is None) == (index is None): raise ValueError("give either --story SENTENCE ... or --index N ..., not both or neither")
     if n < 1: raise ValueError(f"--n must be >= 1, got {n}")
+    check_picture_path(out)
     G, cfg, ck = load_generator(ckpt)
     info = ck.get('data', {})
     if story is not None:

@@ -38,6 +38,7 @@ class TrainConfig:
     decay_gamma: float = 0.5         # decay factor (official: halve)
     sample_every: int = 500          # iterations between sample grids; 0: only at the end
     ckpt_every: int = 1000           # iterations between checkpoints (one is always written at the end); 0: only at the end
+    ckpt_minutes: float = 10         # ... and at least this often, in minutes, so that a crash loses little (0: only by iterations)
     log_every: int = 1               # iterations between lines of metrics.jsonl
     n_samples: int = 6               # validation stories in the sample grid
     time_limit: Optional[float] = None  # minutes: a call that runs longer stops early (with checkpoint and samples)
@@ -56,6 +57,9 @@ class TrainConfig:
         if self.steps is None and self.epochs < 1: raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         for k in ('story_bs', 'image_bs', 'g_steps'):
             if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.time_limit is not None and not self.time_limit > 0: raise ValueError(f"time_limit must be > 0 minutes (or None), got {self.time_limit}")
+        for k in ('ckpt_every', 'sample_every', 'ckpt_minutes'):
+            if getattr(self, k) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.amp in ('on', 'off'): self.amp = self.amp == 'on'
         if self.amp not in (True, False, 'auto'): raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
         if not 0 <= self.ema < 1: raise ValueError(f"ema must be in [0, 1), got {self.ema}")
@@ -95,11 +99,14 @@ class StoryGANTrainer:
         self.cfg, self.tcfg, self.spe, self.rank, self.world = cfg, tcfg, steps_per_epoch, rank, world_size
         dev = tcfg.device or (f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else default_device())
         self.device = torch.device(dev)
+        if self.device.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f"device {str(dev)!r}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); use --device cpu")
         set_seed(tcfg.seed)                      # the same initial weights in every process
         mf = torch.channels_last if tcfg.channels_last else torch.preserve_format
         self.G, self.D_I, self.D_S = [m if m is None else m.to(self.device, memory_format=mf) for m in build_models(cfg)]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if tcfg.ema else None   # the average of G for drawing
         set_seed(tcfg.seed + 1000 * rank)       # different noise in every process
+        self.noise = torch.Generator(self.device).manual_seed(tcfg.seed + 1000 * rank)   # G's noise and every other draw of a step
         adam = lambda m, lr: torch.optim.Adam(m.parameters(), lr, betas=tcfg.betas)
         self.opts = dict(G=adam(self.G, tcfg.lr), D_I=adam(self.D_I, tcfg.lr_d or tcfg.lr))
         if self.D_S is not None: self.opts['D_S'] = adam(self.D_S, tcfg.lr_d or tcfg.lr)
@@ -203,7 +210,7 @@ def _to(self:StoryGANTrainer, x):
 def fakes(self:StoryGANTrainer, S, S_img, t):
     "The story minibatch's stories and frame t of the image minibatch's stories, in one pass of G"
     B, T = S.shape[:2]
-    z = self.G.encode(torch.cat([S, S_img]))                       # c: (B+N, T, c_dim); mu, logvar: (B+N, cond_dim)
+    z = self.G.encode(torch.cat([S, S_img]), generator=self.noise)  # c: (B+N, T, c_dim); mu, logvar: (B+N, cond_dim)
     c = z['c']
     c_img = c[B:][torch.arange(len(t), device=t.device), t]        # (N, c_dim): only frame t of each image story
     s_img = S_img[torch.arange(len(t), device=t.device), t]                # (N, D): the sentence of frame t
@@ -227,7 +234,7 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
     with torch.no_grad(), self.autocast(): X_fake, x_fake, _, _ = self.fakes(S, S_img, t)
     sc = self.scalers['D']
     self.opts['D_I'].zero_grad(set_to_none=True)
-    with self.autocast(): loss, st = image_d_loss(self.D_I, x, x_fake, s_t, S_img, labels, cfg)
+    with self.autocast(): loss, st = image_d_loss(self.D_I, x, x_fake, s_t, S_img, labels, cfg, self.noise)
     sc.scale(loss).backward(); self._average_grads(self.D_I); sc.step(self.opts['D_I']); stats.update(st)
     if self.D_S is not None:
         self.opts['D_S'].zero_grad(set_to_none=True)
@@ -241,7 +248,7 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
             self.opts['G'].zero_grad(set_to_none=True)
             with self.autocast():
                 X_fake, x_fake, mu, logvar = self.fakes(S, S_img, t)
-                loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg)
+                loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg, self.noise)
             sc.scale(loss).backward(); self._average_grads(self.G); sc.step(self.opts['G']); sc.update()
     stats.update(st)
     if self.G_ema is not None: self.update_ema()

@@ -1,5 +1,5 @@
 "The command line as people type it: dashed flags, python -m storygan, and bad input that gets a clear one-line error."
-import json, subprocess, sys
+import json, shutil, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ def cli_error(argv, capsys) -> str:
     with pytest.raises(SystemExit) as e: main([str(a) for a in argv])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert 'Traceback' not in err and err.startswith(f'storygan {argv[0]}: error: ') or err.startswith('usage:'), err
+    assert 'Traceback' not in err and (err.startswith(f'storygan {argv[0]}: error: ') or err.startswith('usage:')), err
     return err
 
 def test_dashes_and_underscores(run, tmp_path, capsys):
@@ -79,3 +79,50 @@ def test_more_bad_input(run, tmp_path, capsys):
     # an unknown command
     with pytest.raises(SystemExit) as e: main(['trian'])
     assert e.value.code == 2 and "unknown command 'trian'" in capsys.readouterr().err
+
+def test_bad_inputs_found_by_hand(run, tmp_path, capsys, monkeypatch):
+    "Each case a user ran into: one line that names the path or the flag, exit status 2, and nothing lost"
+    data, good = run
+    train = lambda *a: ['train', '--data', data, '--steps', '1', *a]
+    # broken dataset files
+    bad = tmp_path / 'bad'; shutil.copytree(data, bad)
+    (bad / 'info.json').write_text('7')
+    assert f"{bad / 'info.json'} must hold a JSON object" in cli_error(['train', '--data', bad, '--out', tmp_path / 'r1', '--steps', '1'], capsys)
+    shutil.copy(data / 'info.json', bad / 'info.json'); (bad / 'train' / 'sentences.json').write_text('{"0": []}')
+    assert f"{bad / 'train' / 'sentences.json'} must hold a list of stories" in cli_error(['train', '--data', bad, '--out', tmp_path / 'r2', '--steps', '1'], capsys)
+    # --out that cannot be a run folder: a file, a path under a file, a folder that cannot be created
+    f = tmp_path / 'file.txt'; f.write_text('x')
+    assert f'the run folder {f} is a file, not a folder' in cli_error(train('--out', f), capsys)
+    assert f'cannot be created: {f} is a file' in cli_error(train('--out', f / 'run'), capsys)
+    assert 'the run folder /proc/storygan_run cannot be created or written' in cli_error(train('--out', '/proc/storygan_run'), capsys)
+    assert f'--out {f} is a file, not a folder' in cli_error(['quickstart', '--out', f], capsys)
+    # values that used to be accepted silently
+    assert 'time_limit must be > 0 minutes' in cli_error(train('--out', tmp_path / 'r3', '--time-limit', '-1'), capsys)
+    assert '--minutes must be > 0, got -1.0' in cli_error(['quickstart', '--out', tmp_path / 'q', '--minutes', '-1'], capsys)
+    assert main(['train', '--data', data, '--out', tmp_path / 'six', '--steps', '6', '--story-bs', '4', '--image-bs', '8']) == 0
+    assert 'is already at iteration 6, past the 3 asked for' in cli_error(
+        ['train', '--data', data, '--out', tmp_path / 'six', '--steps', '3', '--story-bs', '4', '--image-bs', '8', '--resume'], capsys)
+    # a picture, a JSON file and batch sizes named wrongly
+    assert f'--out {tmp_path} is a folder: give a picture file name' in cli_error(['sample', '--ckpt', good, '--out', tmp_path, '--index', '0'], capsys)
+    assert "give a picture file name that ends in .png (or .jpg), got 'no extension'" in cli_error(['sample', '--ckpt', good, '--out', tmp_path / 'story', '--index', '0'], capsys)
+    monkeypatch.setattr('storygan.evaluation.evaluate', lambda *a, **k: pytest.fail('evaluated before checking --out'))
+    assert f'--out {tmp_path} is a folder: give the JSON file to write' in cli_error(['evaluate', '--ckpt', good, '--out', tmp_path], capsys)
+    assert "--batch-sizes: expected STORY/IMAGE batch sizes such as 4/16, or one number such as 8, got 'x'" in cli_error(['bench-train', '--batch-sizes', 'x'], capsys)
+    if not torch.cuda.is_available():
+        assert "device 'cuda': PyTorch sees no CUDA GPU here" in cli_error(train('--out', tmp_path / 'r4', '--device', 'cuda'), capsys)
+
+def test_disk_full_while_checkpointing(run, tmp_path, capsys, monkeypatch):
+    "torch.save's RuntimeError from deep in its zip writer becomes one line that says the disk is full; the last checkpoint stays"
+    import errno
+    data, _ = run
+    out = tmp_path / 'full'
+    assert main(['train', '--data', data, '--out', out, '--steps', '2', '--story-bs', '4', '--image-bs', '8']) == 0
+    before = (out / 'checkpoint.pt').read_bytes()
+    def full(obj, f, *a, **k):
+        f.write(b'part of a checkpoint')
+        try: raise OSError(errno.ENOSPC, 'No space left on device')
+        except OSError: raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 0')
+    monkeypatch.setattr(torch, 'save', full)
+    err = cli_error(['train', '--data', data, '--out', out, '--steps', '4', '--story-bs', '4', '--image-bs', '8', '--resume'], capsys)
+    assert err.strip() == f"storygan train: error: could not write {out / 'checkpoint.pt'}: No space left on device"
+    assert (out / 'checkpoint.pt').read_bytes() == before and not list(out.glob('.checkpoint.pt.*.tmp'))

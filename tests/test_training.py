@@ -127,3 +127,47 @@ def test_bad_input(data, tmp_path, capsys):
     err = cli_error(['train', '--data', d3, '--out', run, '--steps', '2', '--story-bs', '4', '--image-bs', '8', '--resume'], capsys)
     assert 'T=3 in the data but T=4 in checkpoint' in err
     assert 'T=3 in the data but T=4' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '0', '--data', d3], capsys)
+
+def test_workers_do_not_change_what_G_sees(data, tmp_path):
+    "G's noise, the object head's empty places and a layout's random crops come from seeded generators: 0 or 2 loader processes, the same run"
+    from storygan.cartoon import generate_cartoon
+    cart = generate_cartoon(tmp_path / 'cart', 24, 4, 4, size=32, clips_per_episode=14, seed=0)
+    model = dict(layout_dim=8, obj_weight=1.0)                       # the object head draws empty places at random
+    for d, kw in ((data, model), (cart, {})):
+        runs = [read_metrics(train_storygan(d, tmp_path / f'{d.name}{w}', tcfg=tcfg(3, num_workers=w, sample_every=0), **kw).run_dir)
+                for w in (0, 2)]
+        keys = [k for k in runs[0][0] if k.startswith(('d_', 'g', 'p_', 'kl'))]
+        assert [[r[k] for k in keys] for r in runs[0]] == [[r[k] for k in keys] for r in runs[1]], d
+
+def test_a_crash_keeps_whole_iterations(data, tmp_path, monkeypatch):
+    "A crash between iterations writes a checkpoint; one inside an iteration leaves the last checkpoint; kill -9 leftovers are removed"
+    def crash_at_3(tr, stats):
+        if tr.step == 3: raise RuntimeError('a callback failed')
+    with pytest.raises(RuntimeError, match='a callback failed'):
+        train_storygan(data, tmp_path / 'cb', tcfg=tcfg(6, ckpt_every=0, ckpt_minutes=0), callbacks=[crash_at_3])
+    assert load_checkpoint(tmp_path / 'cb')['step'] == 3
+    step = StoryGANTrainer.train_step
+    def fails_at_3(self, *a):
+        if self.step == 2: raise RuntimeError('CUDA out of memory (a stand-in)')
+        return step(self, *a)
+    monkeypatch.setattr(StoryGANTrainer, 'train_step', fails_at_3)
+    with pytest.raises(RuntimeError, match='out of memory'):
+        train_storygan(data, tmp_path / 'mid', tcfg=tcfg(6, ckpt_every=0, ckpt_minutes=1e-9))   # a checkpoint after every iteration
+    assert load_checkpoint(tmp_path / 'mid')['step'] == 2                                      # the half-done third is not saved
+    monkeypatch.setattr(StoryGANTrainer, 'train_step', step)
+    (tmp_path / 'mid' / '.checkpoint.pt.999999999.tmp').write_bytes(b'left by a writer killed mid-write')
+    assert train_storygan(data, tmp_path / 'mid', tcfg=tcfg(4), resume=True).step == 4
+    assert not list((tmp_path / 'mid').glob('.checkpoint.pt.*.tmp'))
+
+def test_one_run_per_folder(data, tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(ValueError, match=f'the run folder {tmp_path} is in use by another run \\(pid {os.getpid()}\\)'):
+            train_storygan(data, tmp_path, tcfg=tcfg(2))
+    assert not (tmp_path / 'metrics.jsonl').exists()
+    r = subprocess.run([sys.executable, '-c', f"""
+import fcntl, subprocess, sys
+f = open({str(tmp_path / '.lock')!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.write('pid 1234'); f.flush()
+r = subprocess.run([sys.executable, '-m', 'storygan', 'train', '--data', {str(data)!r}, '--out', {str(tmp_path)!r}, '--steps', '1'],
+                   capture_output=True, text=True)
+print(r.returncode, r.stderr.strip())"""], capture_output=True, text=True)
+    assert r.stdout.startswith('2 storygan train: error: the run folder') and 'in use by another run (pid 1234)' in r.stdout, r.stdout + r.stderr
