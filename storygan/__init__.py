@@ -17,7 +17,7 @@ _API = {   # name -> the module that defines it (the tutorial notebook of the sa
     'train_storygan': 'runs', 'load_checkpoint': 'runs', 'generate_stories': 'runs',
     'load_generator': 'sampling', 'story_vectors': 'sampling',
     'AttributeProbe': 'probe', 'probe_for': 'probe', 'evaluate': 'evaluation',
-    'quickstart': 'quickstart', 'PororoSV': 'pororo',
+    'PororoSV': 'pororo',
 }
 
 def __getattr__(name):

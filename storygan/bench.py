@@ -16,7 +16,7 @@ from .story_encoder import *
 from .training import *
 
 # %% auto #0
-__all__ = ['random_batches', 'set_tf32', 'bench_configs', 'bench_train']
+__all__ = ['random_batches', 'set_tf32', 'bench_configs', 'bench_train', 'matmul_gflops', 'machine_info', 'machine_line']
 
 # %% ../nbs/11_bench.ipynb #66d71d39
 def random_batches(cfg:StoryGANConfig, # sizes the tensors
@@ -142,3 +142,32 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
             rows += res
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(rows, indent=1))
     return rows
+
+# %% ../nbs/11_bench.ipynb #6696e227
+def matmul_gflops(n:int=2048, # matrix size
+                  threads:int=2, # CPU threads
+                  repeats:int=7, # timed products (the median counts)
+                 ) -> float:
+    "fp32 matrix-multiply GFLOP/s of this CPU: the median of `repeats` n x n products on `threads` threads"
+    old = torch.get_num_threads(); torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n); a @ b
+        ts = []
+        for _ in range(repeats): t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
+    finally: torch.set_num_threads(old)
+    return 2 * n ** 3 / float(np.median(ts)) / 1e9
+
+def machine_info(threads:int=2, # the threads the timings use
+                ) -> dict:
+    "What a CPU timing was measured on: capability (e.g. AVX2, AVX512), fast bf16 or not, fp32 matmul GFLOP/s, threads, torch"
+    import platform
+    name = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), None) \
+           if Path('/proc/cpuinfo').exists() else platform.processor()
+    return dict(cpu=name, capability=torch.backends.cpu.get_cpu_capability(), bf16_fast=fast_bf16('cpu'), threads=threads,
+                fp32_gflops=round(matmul_gflops(threads=threads), 1), torch=torch.__version__)
+
+def machine_line(m:dict, # from `machine_info`
+                ) -> str:
+    "One line that says which kind of machine a timing is from"
+    return (f"{m['capability']} CPU, {m['threads']} threads, fp32 matmul {m['fp32_gflops']:.0f} GFLOP/s, "
+            f"bf16 {'in hardware' if m['bf16_fast'] else 'emulated (slow)'}")

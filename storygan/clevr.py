@@ -18,7 +18,7 @@ __all__ = ['SHAPES', 'COLORS', 'MATERIALS', 'SIZES', 'CUBE_SCALE', 'CLEVR_T', 'S
            'scene_vectors', 'vectors_to_labels', 'scene_sentences', 'parse_sentence', 'sentences_to_scene',
            'sentences_to_vectors', 'camera_frame', 'camera_rays', 'project', 'hit_floor', 'floor_color', 'hit_sphere',
            'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow', 'render_scene', 'story_rng',
-           'visible_fraction', 'make_story', 'render_floor']
+           'visible_fraction', 'make_story', 'render_floor', 'renderer_key']
 
 # %% ../nbs/01_clevr.ipynb #faa76038
 SHAPES = ('cube', 'sphere', 'cylinder')
@@ -434,3 +434,19 @@ def render_floor(camera, # (3,) camera jitter (the last 3 entries of a frame's v
     P = C + np.where(np.isfinite(depth), depth, 0)[..., None] * d
     lo = floor_color(P).reshape(size, ss, size, ss, 3).mean((1, 3))
     return (np.clip(lo, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+# %% ../nbs/01_clevr.ipynb #f0096978
+_KEYS = {}
+
+def renderer_key(size:int=64, # frame size
+                ) -> str:
+    "A hash of two reference stories drawn at `size` by this renderer: it changes whenever what the renderer draws changes"
+    if size not in _KEYS:
+        import hashlib
+        h = hashlib.sha1(f'clevr-sv {CLEVR_TEXT_DIM} {size}'.encode())
+        for i in range(2):
+            st = make_story(0, 'renderer-key', i, size)
+            for a in (st['images'], st['text'], st['labels']): h.update(np.ascontiguousarray(a).tobytes())
+            h.update('|'.join(st['sentences']).encode())
+        _KEYS[size] = h.hexdigest()[:16]
+    return _KEYS[size]

@@ -84,7 +84,7 @@ def generate_clevr(root, # output directory
         splits[split] = n
     write_info(root, format='storygan-stories', version=1, source='clevr', T=CLEVR_T, image_size=size,
                text_dim=CLEVR_TEXT_DIM, label_dim=CLEVR_LABEL_DIM, label_names=label_names, splits=splits, seed=seed,
-               text_names=text_names)
+               text_names=text_names, renderer=renderer_key(size))
     return root
 
 # %% ../nbs/03_clevr_data.ipynb #7ab9e6c7

@@ -22,8 +22,7 @@ from .evaluation import *
 from .quickstart import QUICKSTART
 
 # %% auto #0
-__all__ = ['BENCH_SETTINGS', 'RECIPES', 'HEADLINE_KEYS', 'RUN_NAMES', 'cuda_env', 'gpu_bench', 'recipe_configs', 'judge',
-           'probe_spread', 'gpu_report']
+__all__ = ['BENCH_SETTINGS', 'RECIPES', 'RUN_NAMES', 'cuda_env', 'gpu_bench', 'recipe_configs', 'judge', 'gpu_report']
 
 # %% ../nbs/16_train_clevr.ipynb #723d8c73
 def cuda_env() -> dict:
@@ -112,17 +111,7 @@ def judge(G, # a StoryGenerator
                probes={k: dict(generated=probe_scores(probe_read(p, X_hat, S), S), real=probe_scores(probe_read(p, X, S), S)) for k, p in probes.items()})
     return res, (X, X_hat, S)
 
-HEADLINE_KEYS = ('object_exact', 'consistency', 'count', 'found', 'color', 'shape', 'new_exact')
 
-def probe_spread(probes:dict, # from `judge`: {name: {generated, real}}
-                 keys=HEADLINE_KEYS) -> dict:
-    "{score: {generated: [min, max], real: [min, max], ratio: [min, max]}} over the probes"
-    out = {}
-    for k in keys:
-        g = [p['generated'][k] for p in probes.values()]; r = [p['real'][k] for p in probes.values()]
-        q = [a / b for a, b in zip(g, r) if b]
-        out[k] = dict(generated=[min(g), max(g)], real=[min(r), max(r)], ratio=[min(q), max(q)] if q else None)
-    return out
 
 # %% ../nbs/16_train_clevr.ipynb #8b3c0f02
 def _dump(path:Path, obj) -> Path:
@@ -209,7 +198,7 @@ def gpu_report(out:str='gpu-report', # folder for report.json, the sample pages 
         G = tr.drawer.eval()
         judges = {k: pr.to(dev) for k, pr in judges.items()}
         res, (X, X_hat, S) = judge(G, data, judges, test_stories)
-        r.update(res); r['spread'] = probe_spread(res['probes'])
+        r.update(res); r['spread'] = probe_spread(list(res['probes'].values()))
         r['frames_saved'] = _save_frames(out / f'frames_{name}.npz', X_hat, S)
         val = open_stories(data, 'test')
         plt.close(story_sheet(X[:6], X_hat[:6], [val.sentences[i] for i in range(6)], out / f'{name}.png',

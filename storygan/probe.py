@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 
 from .core import *
-from .clevr import render_floor, VOCAB, SHAPES, COLORS, MATERIALS, SIZES, CLEVR_T, CLEVR_TEXT_DIM
+from .clevr import render_floor, renderer_key, VOCAB, SHAPES, COLORS, MATERIALS, SIZES, CLEVR_T, CLEVR_TEXT_DIM
 from .story_encoder import check_tensor
 from .generator import vector_layout
 from .discriminators import OBJ_ATTRS, _OBJ_SPLITS, object_targets, object_loss, sample_patches
@@ -22,9 +22,10 @@ from .data import *
 from .training import autocast_for
 
 # %% auto #0
-__all__ = ['ATTRS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'density_target', 'probe_loss', 'fit',
-           'train_probe', 'probe_read', 'probe_scores', 'compare_scores', 'scores_table', 'save_probe', 'load_probe',
-           'cached_net', 'probe_for', 'probe_lines']
+__all__ = ['ATTRS', 'SCORE_NAMES', 'HEADLINE_KEYS', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'density_target',
+           'probe_loss', 'degrade', 'fit', 'train_probe', 'probe_read', 'probe_scores', 'compare_scores',
+           'scores_table', 'save_probe', 'load_probe', 'cached_net', 'shipped_probes', 'probes_for', 'probe_for',
+           'ship_probes', 'probe_spread', 'probe_lines']
 
 # %% ../nbs/12_probe.ipynb #bbcb6afb
 ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 07)
@@ -123,6 +124,22 @@ def _story_arrays(ds, n:int) -> tuple:
 
 def _to_float(x:torch.Tensor) -> torch.Tensor: return x.permute(0, 3, 1, 2).float() / 127.5 - 1   # uint8 NHWC -> [-1, 1] NCHW
 
+def degrade(x:torch.Tensor, # (N, 3, H, W) frames in [-1, 1]
+            g:torch.Generator, # the source of the random choices
+            blur:float=1.2, # largest blur (standard deviation, pixels at 32x32; scaled with the size); 0: none
+            noise:float=0.06, # largest noise standard deviation
+            p_blur:float=0.7, # share of minibatches that are blurred
+           ) -> torch.Tensor:
+    "Frames as a generator might draw them: blurred (one random sigma per minibatch), contrast and brightness jittered, noisy"
+    import torchvision.transforms.functional as TF
+    r = lambda *s: torch.rand(s, generator=g).to(x.device)
+    if blur > 0 and float(r()) < p_blur:
+        sigma = (0.3 + float(r()) * (blur - 0.3)) * x.shape[-1] / 32
+        k = 2 * math.ceil(2 * sigma) + 1
+        x = TF.gaussian_blur(x, [k, k], [sigma, sigma])
+    x = x * (1 + (r(len(x), 1, 1, 1) - 0.5) * 0.2) + (r(len(x), 1, 1, 1) - 0.5) * 0.1
+    return x + float(r()) * noise * torch.randn(x.shape, generator=g).to(x.device)
+
 # %% ../nbs/12_probe.ipynb #6078af74
 def fit(model:nn.Module, # the network: trained in place, returned in eval mode on the CPU
         n:int, # training examples
@@ -160,6 +177,7 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
                 batch_size:int=64, # frames per step
                 lr:float=2e-3, # peak learning rate of the one-cycle schedule
                 width:int=64, # feature channels
+                blur:float=1.2, # largest blur of the augmentation (`degrade`); 0: sharp frames only
                 seed:int=0, # fixes the weights and the order
                 progress:bool=None, # progress bar; None: in a terminal or notebook, and not under CI
                 device=None, # default: cpu
@@ -184,7 +202,7 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
         x, xy = _to_float(x_all[idx]).to(dev), xy_all[idx].clone().to(dev)
         dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()                      # shift frame and places alike
         x = torch.roll(x, (dy, dx), (2, 3)); xy[..., 0] += 2 * dx / size; xy[..., 1] += 2 * dy / size
-        x = x + 0.03 * torch.randn(x.shape, generator=g).to(dev)
+        x = degrade(x, g, blur) if blur else x + 0.03 * torch.randn(x.shape, generator=g).to(dev)
         with autocast_for(dev): q, rho = probe(x, xy)
         return probe_loss(q, rho, xy, pr_all[idx].to(dev), at_all[idx].to(dev))
     set_seed(seed)
@@ -194,7 +212,8 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
 def _data_key(data, size:int) -> dict:
     "What a probe or classifier was trained on: enough to notice that the dataset was redrawn since"
     info = data_info(data)
-    return dict(root=str(Path(data).resolve()), image_size=size, splits=info.get('splits'), seed=info.get('seed'), source=info.get('source'))
+    return dict(root=str(Path(data).resolve()), image_size=size, splits=info.get('splits'), seed=info.get('seed'), source=info.get('source'),
+                renderer=info.get('renderer'))
 
 # %% ../nbs/12_probe.ipynb #03018757
 @torch.no_grad()
@@ -320,16 +339,77 @@ def cached_net(path, # the file the network is kept in
     except OSError as e: print(f"could not keep {path.name} beside the data ({e}); it will be trained again next time")
     return net
 
+def _probes_dir() -> Path:
+    import storygan
+    return Path(storygan.__file__).parent / 'probes'
+
+def shipped_probes(size:int, # frame size
+                  ) -> list:
+    "The probes shipped with the package for frames of `size` drawn by this renderer: [] when none, or when they were fitted on another renderer's frames"
+    out = []
+    for f in sorted(_probes_dir().glob(f'probe_{size}_*.pt')):
+        pr = load_probe(f)
+        if (pr.data_key or {}).get('renderer') == renderer_key(size): out.append(pr)
+    return out
+
+def probes_for(data, # CLEVR-style dataset folder
+               image_size:int=None, # frame size (default: the dataset's)
+               path=None, # a probe file to use instead
+               shipped:bool=True, # use the shipped probes where they fit the data
+               **kwargs, # passed to `train_probe` when one must be trained
+              ) -> list:
+    "The probes to judge frames of `data` by: `path`; else the shipped ones when `data` was drawn by this renderer; else one fitted on `data`'s training frames (kept beside it)"
+    if path is not None: return [load_probe(path)]
+    info = data_info(data)
+    size = image_size or info['image_size']
+    if shipped and info.get('renderer') == renderer_key(size):
+        ps = shipped_probes(size)
+        if ps: return ps
+    return [cached_net(Path(data) / f'probe_{size}.pt', _data_key(data, size), load_probe, lambda: train_probe(data, size, **kwargs), save_probe)]
+
 def probe_for(data, # CLEVR-style dataset folder
               image_size:int=None, # frame size (default: the dataset's)
-              path=None, # a probe file to use; None: `probe_<size>.pt` in the dataset folder, trained if missing or stale
-              **kwargs, # passed to `train_probe`
+              path=None, # a probe file to use; None: a shipped probe, or `probe_<size>.pt` in the dataset folder, trained if missing or stale
+              **kwargs, # `shipped`, and what `train_probe` takes
              ) -> AttributeProbe:
-    "A probe for the frames of `data`: from `path`, from the dataset folder, or trained now (and kept there)"
-    if path is not None: return load_probe(path)
-    size = image_size or data_info(data)['image_size']
-    return cached_net(Path(data) / f'probe_{size}.pt', _data_key(data, size), load_probe, lambda: train_probe(data, size, **kwargs), save_probe)
+    "The first of `probes_for(...)`: the probe the headline figures come from"
+    return probes_for(data, image_size, path, **kwargs)[0]
 
+
+# %% ../nbs/12_probe.ipynb #9c8357cd
+def ship_probes(sizes=(32, 64), # frame sizes
+                seeds=(0, 1), # one probe per seed (data seed 101 + seed)
+                stories:int=2000, # training stories per probe
+                work=None, # folder for their data (default: a temporary one)
+                folder=None, # where the probes go (default: the package's probes/)
+                **kwargs, # passed to `train_probe`
+               ) -> list:
+    "Fit the probes that ship with the package, on data drawn by this renderer; returns their files"
+    import tempfile
+    from storygan.clevr_data import generate_clevr
+    folder, work = Path(folder or _probes_dir()), Path(work or tempfile.mkdtemp())
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for size in sizes:
+        for s in seeds:
+            d = generate_clevr(work / f'data_{size}_{s}', n_train=stories, n_test=0, size=size, seed=101 + s, progress=False)
+            pr = train_probe(d, size, seed=s, **kwargs)
+            pr.data_key = dict(renderer=renderer_key(size), image_size=size, stories=stories, data_seed=101 + s, probe_seed=s)
+            out.append(_save_net(pr.half(), folder / f'probe_{size}_{s}.pt', 'storygan-probe', image_size=size, width=pr.width))
+    return out
+
+HEADLINE_KEYS = ('object_exact', 'consistency', 'count', 'found', 'color', 'shape', 'new_exact')
+
+def probe_spread(probes:list, # per probe: dict(generated=scores, real=scores), scores from `probe_scores`
+                 keys=HEADLINE_KEYS, # the scores to compare
+                ) -> dict:
+    "{score: {generated: [min, max], real: [min, max], ratio: [min, max]}} over the probes"
+    out = {}
+    for k in keys:
+        g, r = [p['generated'][k] for p in probes], [p['real'][k] for p in probes]
+        q = [a / b for a, b in zip(g, r) if b]
+        out[k] = dict(generated=[min(g), max(g)], real=[min(r), max(r)], ratio=[min(q), max(q)] if q else None)
+    return out
 
 # %% ../nbs/12_probe.ipynb #6b82db74
 def _words(o:dict) -> str: return f"{o['size']} {o['color']} {o['material']} {o['shape']}"

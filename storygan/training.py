@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_training.ipynb #e0f855b4
 from __future__ import annotations
-import contextlib, copy
+import contextlib, copy, math
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional
@@ -34,8 +34,10 @@ class TrainConfig:
     lr_d: Optional[float] = None     # Adam learning rate of D_I and D_S; None: `lr`
     betas: tuple = (0.5, 0.999)      # Adam betas (official; beta1 = 0.5 is the DCGAN choice)
     g_steps: int = 2                 # G updates per D update (official: 2)
+    reuse_fakes: bool = False        # draw the fakes once: D learns on them (detached), then G's first update on the same ones
     decay_every: float = 20          # epochs between learning-rate decays (official: 20); 0: constant
     decay_gamma: float = 0.5         # decay factor (official: halve)
+    lr_end: float = 1.0              # learning rate at the last iteration, as a fraction, reached by half a cosine (1: off; official)
     sample_every: int = 500          # iterations between sample grids; 0: only at the end
     ckpt_every: int = 1000           # iterations between checkpoints (one is always written at the end); 0: only at the end
     ckpt_minutes: float = 10         # ... and at least this often, in minutes, so that a crash loses little (0: only by iterations)
@@ -81,11 +83,16 @@ def train_preset(name:str, # 'tiny' | 'clevr' | 'pororo'
 
 # %% ../nbs/08_training.ipynb #90de03e5
 class StepDecay:
-    "Learning-rate factor gamma ** (k // every) at iteration k, for `torch.optim.lr_scheduler.LambdaLR`"
+    "Learning-rate factor gamma ** (k // every) at iteration k (times a cosine to `end` over `total` iterations), for `LambdaLR`"
     def __init__(self, every:int, # iterations between decays; 0: never
                  gamma:float=0.5, # decay factor
-                ): self.every, self.gamma = every, gamma
-    def __call__(self, k:int) -> float: return self.gamma ** (k // self.every) if self.every > 0 else 1.0
+                 total:int=0, # iterations of the run, for the cosine; 0: no cosine
+                 end:float=1.0, # the cosine's factor at iteration `total` (1: no cosine)
+                ): self.every, self.gamma, self.total, self.end = every, gamma, total, end
+    def __call__(self, k:int) -> float:
+        f = self.gamma ** (k // self.every) if self.every > 0 else 1.0
+        if self.total and self.end != 1: f *= self.end + (1 - self.end) * 0.5 * (1 + math.cos(math.pi * min(k, self.total) / self.total))
+        return f
 
 # %% ../nbs/08_training.ipynb #4f9310cc
 class StoryGANTrainer:
@@ -110,7 +117,7 @@ class StoryGANTrainer:
         adam = lambda m, lr: torch.optim.Adam(m.parameters(), lr, betas=tcfg.betas)
         self.opts = dict(G=adam(self.G, tcfg.lr), D_I=adam(self.D_I, tcfg.lr_d or tcfg.lr))
         if self.D_S is not None: self.opts['D_S'] = adam(self.D_S, tcfg.lr_d or tcfg.lr)
-        decay = StepDecay(round(tcfg.decay_every * steps_per_epoch), tcfg.decay_gamma)
+        decay = StepDecay(round(tcfg.decay_every * steps_per_epoch), tcfg.decay_gamma, tcfg.steps or tcfg.epochs * steps_per_epoch, tcfg.lr_end)
         self.scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in self.opts.items()}
         self._setup_amp()
         self._setup_compile()
@@ -230,8 +237,12 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
     x, s_t, labels = self._to(image['image']), self._to(image['text']), self._to(image['labels'])  # (N, 3, H, W), (N, D), (N, L)
     S_img, t = self._to(image['story_text']), self._to(image['t'])             # (N, T, D), (N,)
     stats = {}
-    # 1. the discriminators, against detached fakes
-    with torch.no_grad(), self.autocast(): X_fake, x_fake, _, _ = self.fakes(S, S_img, t)
+    # 1. the discriminators, against detached fakes (with `reuse_fakes`, G's first update reuses them, graph and all)
+    if tc.reuse_fakes:
+        with self.autocast(): fakes = self.fakes(S, S_img, t)
+        X_fake, x_fake = fakes[0].detach(), fakes[1].detach()
+    else:
+        with torch.no_grad(), self.autocast(): X_fake, x_fake, _, _ = self.fakes(S, S_img, t)
     sc = self.scalers['D']
     self.opts['D_I'].zero_grad(set_to_none=True)
     with self.autocast(): loss, st = image_d_loss(self.D_I, x, x_fake, s_t, S_img, labels, cfg, self.noise)
@@ -244,10 +255,10 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
     # 2. the generator, g_steps times with fresh noise, the discriminators frozen
     sc = self.scalers['G']
     with frozen(self.D_I, self.D_S):
-        for _ in range(tc.g_steps):
+        for k in range(tc.g_steps):
             self.opts['G'].zero_grad(set_to_none=True)
             with self.autocast():
-                X_fake, x_fake, mu, logvar = self.fakes(S, S_img, t)
+                X_fake, x_fake, mu, logvar = fakes if tc.reuse_fakes and k == 0 else self.fakes(S, S_img, t)
                 loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg, self.noise)
             sc.scale(loss).backward(); self._average_grads(self.G); sc.step(self.opts['G']); sc.update()
     stats.update(st)
