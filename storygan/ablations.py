@@ -21,8 +21,9 @@ from .evaluation import evaluate
 from .quickstart import QUICKSTART
 
 # %% auto #0
-__all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'ablation_recipe', 'ablation_run', 'ablation_study', 'save_study', 'summarize',
-           'ablation_table', 'ablation_chart', 'ablation_grid']
+__all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'MEMORY_VARIANTS', 'MEMORY_METRICS', 'ablation_recipe', 'ablation_run',
+           'ablation_study', 'save_study', 'summarize', 'ablation_table', 'ablation_chart', 'ablation_grid',
+           'memory_study', 'memory_table', 'memory_chart']
 
 # %% ../nbs/15_ablations.ipynb #6c8ff2eb
 PAPER_SSIM = dict(imagegan=0.596, svc=0.641, svfn=0.654, storygan=0.672)   # paper, Table 1, CLEVR-SV
@@ -43,20 +44,22 @@ def ablation_run(data, # CLEVR-style dataset folder
                  n:int=None, # test stories to judge (default: all)
                  progress:bool=False, # progress bars
                  recipe:str='quickstart', # the quickstart's recipe, or a preset's own model (`ablation_recipe`)
+                 model:dict=None, # StoryGANConfig overrides on top of the recipe's (e.g. `layout_memory=True`)
+                 name:str=None, # the run's name (default: the variant's)
                  **train, # TrainConfig overrides
                 ) -> dict:
     "Train one variant with `recipe` and evaluate it; reads an earlier run's results if there are some"
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
-    run = Path(out) / f'{ablation}_seed{seed}'
+    run = Path(out) / f'{name or ablation}_seed{seed}'
     done = run / 'evaluation.json'
     if done.exists(): return json.loads(done.read_text())
     if run.exists(): import shutil; shutil.rmtree(run)
-    preset, model, tr_over = ablation_recipe(recipe)
+    preset, over, tr_over = ablation_recipe(recipe)
     tc = train_preset(preset, **{**dict(steps=steps, sample_every=0, ckpt_every=1000), **tr_over, **train, 'seed': seed})
     t0 = time.perf_counter()
-    tr = train_storygan(data, run, preset, tc, progress=progress, **{**model, 'ablation': ablation})
+    tr = train_storygan(data, run, preset, tc, progress=progress, **{**over, **(model or {}), 'ablation': ablation})
     res = evaluate(run / 'checkpoint.pt', data, n=n, seed=0)    # the same noise for every run
-    res.update(ablation=ablation, train_seed=seed, train_seconds=round(time.perf_counter() - t0, 1), iterations=tr.step, recipe=recipe)
+    res.update(ablation=ablation, name=name or ablation, model=model or {}, train_seed=seed, train_seconds=round(time.perf_counter() - t0, 1), iterations=tr.step, recipe=recipe)
     done.write_text(json.dumps(res, indent=1))
     return res
 
@@ -65,12 +68,12 @@ def ablation_study(data, out, seeds=(0, 1), steps:int=4000, n:int=None, **kw) ->
     return {a: {s: ablation_run(data, out, a, s, steps, n, **kw) for s in seeds} for a in ABLATIONS}
 
 # %% ../nbs/15_ablations.ipynb #809187dc
-METRICS = ('object_exact', 'new_exact', 'consistency', 'count', 'found', 'color', 'shape', 'ssim')
+METRICS = ('object_exact', 'new_exact', 'earlier_exact', 'consistency', 'count', 'found', 'color', 'shape', 'ssim')
 
 def _metric(res:dict, k:str) -> float:
     return res['ssim']['generated'] if k == 'ssim' else res['probe']['generated'][k]
 
-STUDY_KEYS = ('ablation', 'recipe', 'train_seed', 'iterations', 'train_seconds', 'n_stories', 'ssim', 'probe', 'fid')
+STUDY_KEYS = ('ablation', 'name', 'model', 'recipe', 'train_seed', 'iterations', 'train_seconds', 'n_stories', 'ssim', 'probe', 'fid')
 
 def save_study(study:dict, # {variant: {seed: evaluation}}
                path, # JSON file
@@ -127,4 +130,62 @@ def ablation_grid(data, out, seed:int=0, stories=(0, 1, 2), path=None):
             rows.append(generate_stories(G, b['text'][i:i + 1], seed=0)[0]); labels.append(a)
     fig = show_story(torch.stack(rows), row_labels=labels, figsize=(4.6, 1.05 * len(rows)))
     if path is not None: fig.savefig(path, dpi=100)
+    return fig
+
+# %% ../nbs/15_ablations.ipynb #6f88085b
+MEMORY_VARIANTS = dict(imagegan=('imagegan', {}), svc=('svc', {}), svfn=('svfn', {}), storygan=('storygan', {}),
+                       storygan_memory=('storygan', dict(layout_memory=True)))   # name: (ablation, model overrides)
+MEMORY_METRICS = ('earlier_exact', 'new_exact', 'object_exact', 'consistency', 'count', 'ssim')
+
+def memory_study(data:dict, # {sentence form: dataset folder}: 'cumulative' and 'new', drawn with the same seed
+                 out, # folder for the runs (one subfolder per form)
+                 seeds=(0, 1, 2), # training seeds
+                 steps:int=1000, # training iterations per run
+                 n:int=None, # held-out stories to judge (default: all)
+                 variants=None, # names of MEMORY_VARIANTS (default: all; `storygan_memory` runs on the new form only)
+                 **kw, # passed to `ablation_run`
+                ) -> dict:
+    "{form: {variant: {seed: evaluation}}}: the variants on both sentence forms"
+    names = list(variants or MEMORY_VARIANTS)
+    bad = [v for v in names if v not in MEMORY_VARIANTS]
+    if bad: raise ValueError(f"variants must be among {list(MEMORY_VARIANTS)}, got {bad}")
+    study = {}
+    for form, d in data.items():
+        have = data_info(d).get('sentences', 'cumulative')
+        if have != form: raise ValueError(f"{d} holds {have!r} sentences, not {form!r}")
+        study[form] = {v: {s: ablation_run(d, Path(out) / form, MEMORY_VARIANTS[v][0], s, steps, n, model=MEMORY_VARIANTS[v][1], name=v, **kw)
+                           for s in seeds} for v in names if form == 'new' or v != 'storygan_memory'}
+    return study
+
+def memory_table(study:dict, # from `memory_study` (or its JSON)
+                 metrics=MEMORY_METRICS,
+                ) -> str:
+    "A markdown table: a row per sentence form and variant, mean ± half range over the seeds, and the real frames"
+    lines = ['| form | variant | ' + ' | '.join(SCORE_NAMES.get(k, 'SSIM').split(' (')[0] for k in metrics) + ' |', '|' + '---|' * (len(metrics) + 2)]
+    for form, st in study.items():
+        for a, m in summarize(st).items():
+            cells = [f"{100 * m[k][0]:.1f} ± {100 * m[k][1]:.1f}" if k != 'ssim' else f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in metrics]
+            lines.append(f"| {form} | {a} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+def memory_chart(study:dict, # from `memory_study` (or its JSON)
+                 metrics=('earlier_exact', 'new_exact', 'consistency'),
+                ):
+    "Per metric: each variant's figure on the cumulative form (light) and the new form (dark), the seeds' range as error bars"
+    import matplotlib.pyplot as plt
+    sums = {form: summarize(st) for form, st in study.items()}
+    variants = list(sums.get('new', next(iter(sums.values()))))
+    variants = [v for v in variants if v != 'real']
+    fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    for ax, k in zip(axs[0], metrics):
+        for j, (form, shade) in enumerate((('cumulative', '#9bc'), ('new', '#369'))):
+            if form not in sums: continue
+            xs = [i + (j - 0.5) * 0.38 for i, v in enumerate(variants) if v in sums[form]]
+            vs = [v for v in variants if v in sums[form]]
+            ax.bar(xs, [100 * sums[form][v][k][0] for v in vs], 0.38, yerr=[100 * sums[form][v][k][1] for v in vs], color=shade, capsize=3, label=f'{form} sentences')
+        ax.axhline(100 * sums[next(iter(sums))]['real'][k][0], ls='--', c='k', lw=1, label='real frames')
+        ax.set_xticks(range(len(variants))); ax.set_xticklabels([v.replace('_', '\n') for v in variants], fontsize=8); ax.set_ylim(0, 105)
+        ax.set_title(SCORE_NAMES[k].split(' (')[0], fontsize=9)
+    axs[0, 0].set_ylabel('%'); axs[0, 0].legend(fontsize=7, loc='lower left')
+    fig.tight_layout()
     return fig

@@ -40,7 +40,7 @@ def set_tf32(on, # True: TF32 matmuls and convolutions on CUDA; False: full fp32
     if on is None or not torch.cuda.is_available(): return
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(on)
 
-def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `compile`, `channels_last`, `tf32` and StoryGANConfig fields
+def bench_configs(configs:list, # dicts: `preset`, optional `label` and `tf32`, TrainConfig fields (`amp`, `compile`, ...) and StoryGANConfig fields
                   story_bs:int, # stories per iteration
                   image_bs:int, # frames per iteration
                   iters:int=5, # timed iterations of each configuration
@@ -53,7 +53,7 @@ def bench_configs(configs:list, # dicts: `preset`, optional `label`, `amp`, `com
     runs = []
     for c in configs:
         c = dict(c); label = c.pop('label', None); preset = c.pop('preset')
-        speed = {k: c.pop(k) for k in ('amp', 'compile', 'channels_last') if k in c}
+        speed = {k: c.pop(k) for k in list(c) if k in TrainConfig.__dataclass_fields__}   # amp, compile, channels_last, reuse_fakes, ...
         speed.setdefault('amp', False)
         tf32 = c.pop('tf32', None)
         cfg = StoryGANConfig.preset(preset, **c)

@@ -13,10 +13,11 @@ from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
 
 from .core import *
 from .clevr import *
+from .clevr import SLOT_DIM
 from .data import save_split, write_info
 
 # %% auto #0
-__all__ = ['make_stories', 'generate_clevr', 'clevr', 'bench_clevr']
+__all__ = ['make_stories', 'new_vectors', 'generate_clevr', 'clevr', 'bench_clevr']
 
 # %% ../nbs/03_clevr_data.ipynb #0105f30a
 def _render_chunk(args) -> tuple:
@@ -58,6 +59,16 @@ def make_stories(n:int, # number of stories
         if pool: pool.close(); pool.join()
     return out
 
+# %% ../nbs/03_clevr_data.ipynb #e3450afd
+def new_vectors(S:np.ndarray, # (..., T, 75) cumulative CLEVR-style vectors
+               ) -> np.ndarray:
+    "(..., T, 75): frame t's vector names only object t (slot t), with the camera; the other slots are zero"
+    T = S.shape[-2]
+    keep = np.zeros((T, CLEVR_TEXT_DIM), S.dtype)
+    for t in range(T): keep[t, t * SLOT_DIM:(t + 1) * SLOT_DIM] = 1
+    keep[:, CLEVR_T * SLOT_DIM:] = 1
+    return S * keep
+
 # %% ../nbs/03_clevr_data.ipynb #5cc8ed5b
 def generate_clevr(root, # output directory
                    n_train:int=10000, # training stories
@@ -66,11 +77,13 @@ def generate_clevr(root, # output directory
                    seed:int=0, # dataset seed
                    workers:int=None, # processes (None: every core; 0 or 1: this process)
                    progress:bool=True, # progress bar (shown only on a terminal or in a notebook)
+                   sentences:str='cumulative', # 'cumulative': frame t's vector names objects 1..t (the paper's); 'new': only object t
                   ) -> Path:
     "Draw a CLEVR-style story set and write it to `root` in the story dataset format"
     for name, v in (('n_train', n_train), ('n_test', n_test), ('seed', seed)):
         if not isinstance(v, (int, np.integer)) or v < 0: raise ValueError(f"{name} must be an int >= 0, got {v!r}")
     if n_train + n_test == 0: raise ValueError("nothing to draw: n_train and n_test are both 0")
+    if sentences not in ('cumulative', 'new'): raise ValueError(f"sentences must be 'cumulative' or 'new', got {sentences!r}")
     _check_size(size)
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 0): raise ValueError(f"workers must be >= 0 or None, got {workers!r}")
     root = Path(root)
@@ -80,11 +93,12 @@ def generate_clevr(root, # output directory
         if n == 0:   # no such split: drop one left by an earlier run
             shutil.rmtree(root / split, ignore_errors=True); splits[split] = None; continue
         st = make_stories(n, seed=seed, split=split, size=size, workers=workers, progress=progress)
-        save_split(root, split, st['images'], st['text'], st['labels'], st['sentences'])
+        text = st['text'] if sentences == 'cumulative' else new_vectors(st['text'])
+        save_split(root, split, st['images'], text, st['labels'], st['sentences'])
         splits[split] = n
     write_info(root, format='storygan-stories', version=1, source='clevr', T=CLEVR_T, image_size=size,
                text_dim=CLEVR_TEXT_DIM, label_dim=CLEVR_LABEL_DIM, label_names=label_names, splits=splits, seed=seed,
-               text_names=text_names, renderer=renderer_key(size))
+               text_names=text_names, renderer=renderer_key(size), sentences=sentences)
     return root
 
 # %% ../nbs/03_clevr_data.ipynb #7ab9e6c7
@@ -96,11 +110,12 @@ def clevr(out:str=None, # output directory (required)
           seed:int=0, # dataset seed
           workers:int=None, # processes (default: every core)
           quiet:bool=False, # no progress bar
+          sentences:str='cumulative', # 'cumulative' (the paper's: frame t names objects 1..t) or 'new' (frame t names only object t)
          ):
     "Draw a CLEVR-style story set (procedural, offline) in the story dataset format"
     if not out: raise ValueError("--out DIR is required: the folder to write the dataset to")
     t0 = time.time()
-    root = generate_clevr(out, n_train=train, n_test=test, size=size, seed=seed, workers=workers, progress=not quiet)
+    root = generate_clevr(out, n_train=train, n_test=test, size=size, seed=seed, workers=workers, progress=not quiet, sentences=sentences)
     print(f"wrote {train} train + {test} test stories of {CLEVR_T} frames at {size}x{size} to {root} in {time.time() - t0:.1f}s")
 
 @command

@@ -211,7 +211,7 @@ COMMAND_MODULES = {   # name -> (the module that registers it, its summary): wha
     'clevr': ('clevr_data', 'Draw a CLEVR-style story set (procedural, offline) in the story dataset format'),
     'evaluate': ('evaluation', 'Judge a checkpoint\'s generated test stories beside the real ones: probe scores, SSIM, character F1, FID and KID'),
     'gpu-report': ('gpu_report', "Speed of the presets on this GPU, and two short CLEVR runs (the paper's model, the recipe) judged by the probe: JSON and PNG in OUT"),
-    'quickstart': ('quickstart', 'Draw a small CLEVR-style set, train the tiny StoryGAN on it (10 minutes on 2 CPU cores) and judge its held-out stories'),
+    'quickstart': ('quickstart', "Draw a small CLEVR-style set, train the tiny StoryGAN on it for the recipe's iterations and judge its held-out stories"),
     'sample': ('sampling', 'Draw stories with a trained generator: new sentences (--story) or test-split stories (--index)'),
     'train': ('runs', 'Train StoryGAN on a story dataset (under torchrun: on several processes)'),
 }

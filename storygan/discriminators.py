@@ -14,9 +14,9 @@ from .context_encoder import *
 from .generator import *
 
 # %% auto #0
-__all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'with_empty_places', 'object_loss',
-           'sample_patches', 'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models',
-           'count_params']
+__all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'frame_targets', 'with_empty_places',
+           'object_loss', 'sample_patches', 'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss',
+           'build_models', 'count_params']
 
 # %% ../nbs/07_discriminators.ipynb #ede5caed
 def _sn(m:nn.Module, on:bool)->nn.Module:
@@ -118,6 +118,16 @@ def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judg
     lay, full = vector_layout(s), vector_layout(last)
     attrs = torch.stack([a.argmax(-1) for a in full['attrs'].split(list(OBJ_ATTRS.values()), -1)], -1)
     return dict(xy=full['xy'], present=lay['present'], attrs=attrs, count=lay['present'].sum(-1))
+
+def frame_targets(s_t:torch.Tensor, # (N, 75) the frames' vectors
+                  S:torch.Tensor, # (N, T, 75) their stories
+                  cfg:StoryGANConfig, # says whether the vectors are cumulative or name only what is new
+                 ) -> dict:
+    "`object_targets` of frames in their stories: with `sentences='new'`, what frame t must show is every object of frames 1..t"
+    if cfg.sentences == 'cumulative': return object_targets(s_t, S[:, -1])
+    C = cumulative_vectors(S)                                            # frame t of a story names object t (slot t) alone
+    t = vector_layout(s_t)['present'].float().argmax(-1)                 # ... so its filled slot is its place in the story
+    return object_targets(C[torch.arange(len(t), device=t.device), t], C[:, -1])
 
 def with_empty_places(tg:dict, # from `object_targets`, for frames (N, ...)
                       k:int=4, # places to add per frame
@@ -225,7 +235,7 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     loss = l_real + 0.5 * (l_fake + l_wrong) + cfg.d_aux_weight * l_aux
     extra = {}
     if D_I.obj_net is not None:                                          # the object head, on real frames
-        tg = with_empty_places(object_targets(s_t, S[:, -1]), generator=generator)
+        tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
         l_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
         loss = loss + cfg.d_obj_weight * l_obj; extra['d_img_obj'] = l_obj.item()
     p = lambda l: torch.sigmoid(l.detach()).mean().item()
@@ -263,7 +273,7 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
     g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
     g_obj = torch.zeros((), device=logit.device)
     if D_I.obj_net is not None:                                          # the object head, on the fakes
-        tg = with_empty_places(object_targets(s_t, S_img[:, -1]), generator=generator)
+        tg = with_empty_places(frame_targets(s_t, S_img, cfg), generator=generator)
         g_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)

@@ -17,7 +17,7 @@ from .clevr import (CLEVR_T, CLEVR_TEXT_DIM, CLEVR_LABEL_DIM, SLOT_DIM, CAMERA_D
 
 # %% auto #0
 __all__ = ['generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'vector_layout', 'LayoutMap', 'ImageGenerator',
-           'StoryGenerator']
+           'StoryGenerator', 'cumulative_vectors']
 
 # %% ../nbs/06_generator.ipynb #56652d4e
 def generator_input_dim(cfg:StoryGANConfig)->int:
@@ -146,6 +146,19 @@ class StoryGenerator(nn.Module):
         self.context_encoder = ContextEncoder(cfg) if cfg.use_story_encoder else None
         self.image_generator = ImageGenerator(cfg)
 
+# %% ../nbs/06_generator.ipynb #a97aebef
+def cumulative_vectors(S:torch.Tensor, # (..., T, 75) CLEVR-style vectors that name only each frame's new object
+                      ) -> torch.Tensor:
+    "(..., T, 75): frame t names every object of frames 1..t (the object slots summed along the story; the camera as is)"
+    slots = CLEVR_T * SLOT_DIM
+    return torch.cat([S[..., :slots].cumsum(-2), S[..., slots:]], -1)
+
+@patch
+def layout_vectors(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
+                  ) -> torch.Tensor:
+    "(B, T, D) the vectors the layout maps read: each frame's own, or with `layout_memory` (and a context encoder) every object named so far"
+    return cumulative_vectors(S) if self.cfg.layout_memory and self.cfg.use_story_encoder else S
+
 # %% ../nbs/06_generator.ipynb #638050ac
 @patch
 def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
@@ -175,5 +188,5 @@ def forward(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
     "X_hat (B, T, 3, H, W) in [-1, 1], mu (B, cond_dim), logvar (B, cond_dim)."
     z = self.encode(S, noise, generator, h0)
     B, T = S.shape[:2]
-    x = self.image_generator(z['c'].flatten(0, 1), S.flatten(0, 1))  # (B*T, 3, H, W): all frames in one batch
+    x = self.image_generator(z['c'].flatten(0, 1), self.layout_vectors(S).flatten(0, 1))  # (B*T, 3, H, W): all frames in one batch
     return x.view(B, T, *x.shape[1:]), z['mu'], z['logvar']

@@ -22,10 +22,10 @@ from .data import *
 from .training import autocast_for
 
 # %% auto #0
-__all__ = ['ATTRS', 'SCORE_NAMES', 'HEADLINE_KEYS', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'density_target',
-           'probe_loss', 'degrade', 'fit', 'train_probe', 'probe_read', 'probe_scores', 'compare_scores',
-           'scores_table', 'save_probe', 'load_probe', 'cached_net', 'shipped_probes', 'probes_for', 'probe_for',
-           'ship_probes', 'probe_spread', 'probe_lines']
+__all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'density_target',
+           'probe_loss', 'degrade', 'fit', 'train_probe', 'probe_read', 'probe_scores', 'save_probe', 'load_probe',
+           'cached_net', 'shipped_probes', 'probes_for', 'probe_for', 'ship_probes', 'probe_spread', 'compare_scores',
+           'scores_table', 'probe_lines']
 
 # %% ../nbs/12_probe.ipynb #bbcb6afb
 ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 07)
@@ -256,6 +256,9 @@ def probe_scores(read:dict, # from `probe_read`
     t = torch.arange(min(T, CLEVR_T))
     new = lambda v: v[:, t, t]                                          # (N, T): slot t in frame t
     out.update(new_found=mean(new(found)), **{f'new_{a}': mean(new(r)) for a, r in right.items()}, new_exact=mean(new(exact)))
+    # earlier objects: those of frames before t, read right in frame t (what a story's memory must carry)
+    before = torch.arange(CLEVR_T)[None, :] < torch.arange(T)[:, None]             # (T, 4): slot k < frame t
+    out['earlier_exact'] = mean(exact, P & before)
     # consistency: object k (first shown in frame k) found in every frame >= k, with the same attributes in all of them
     keep = []
     for k in range(min(T, CLEVR_T) - 1):
@@ -264,35 +267,8 @@ def probe_scores(read:dict, # from `probe_read`
     out['consistency'] = mean(torch.stack(keep, 1)) if keep else float('nan')
     out['by_frame'] = {m: [mean(v[:, s], P[:, s]) for s in range(T)] for m, v in (('found', found), ('color', right['color']), ('object_exact', exact))}
     out['by_frame'].update(count=[mean(count_ok[:, s]) for s in range(T)], new_exact=[mean(new(exact)[:, s]) for s in range(min(T, CLEVR_T))])
+    out['by_frame']['earlier_exact'] = [mean(exact[:, s], (P & before)[:, s]) for s in range(T)]
     return out
-
-# %% ../nbs/12_probe.ipynb #588c929a
-SCORE_NAMES = dict(found='object found at its place', shape='shape right', color='color right', material='material right',
-                   size='size right', object_exact='object exact (found, all 4 attributes right)', empty='empty places read empty',
-                   count='object count right', frame_exact='frame exact', new_found='new object found', new_shape='new object: shape',
-                   new_color='new object: color', new_material='new object: material', new_size='new object: size',
-                   new_exact='new object exact', consistency='consistency (objects kept in every later frame)')
-
-def compare_scores(gen:dict, # scores of generated frames
-                   real:dict, # the same scores of the real frames of the same stories
-                  ) -> list:
-    "Rows (name, generated, real, generated / real) for every score both have"
-    rows = []
-    for k in gen:
-        if k in real and isinstance(gen[k], (int, float)) and isinstance(real[k], (int, float)):
-            rows.append((k, gen[k], real[k], gen[k] / real[k] if real[k] else float('nan')))
-    return rows
-
-def scores_table(rows:list, # from `compare_scores`
-                 percent:bool=True, # show fractions as percentages
-                 names:dict=None, # display name per score (default: SCORE_NAMES)
-                ) -> str:
-    "A markdown table: score | generated | real | ratio"
-    names = {**SCORE_NAMES, **(names or {})}
-    fmt = (lambda v: f"{100 * v:.1f} %") if percent else (lambda v: f"{v:.4g}")
-    lines = ['| score | generated | real | generated / real |', '|---|---|---|---|']
-    lines += [f"| {names.get(k, k)} | {fmt(g)} | {fmt(r)} | {q:.2f} |" for k, g, r, q in rows]
-    return '\n'.join(lines)
 
 # %% ../nbs/12_probe.ipynb #c2fa927c
 def _save_net(net:nn.Module, path, fmt:str, **meta) -> Path:
@@ -410,6 +386,35 @@ def probe_spread(probes:list, # per probe: dict(generated=scores, real=scores), 
         q = [a / b for a, b in zip(g, r) if b]
         out[k] = dict(generated=[min(g), max(g)], real=[min(r), max(r)], ratio=[min(q), max(q)] if q else None)
     return out
+
+# %% ../nbs/12_probe.ipynb #588c929a
+SCORE_NAMES = dict(found='object found at its place', shape='shape right', color='color right', material='material right',
+                   size='size right', object_exact='object exact (found, all 4 attributes right)', empty='empty places read empty',
+                   count='object count right', frame_exact='frame exact', new_found='new object found', new_shape='new object: shape',
+                   new_color='new object: color', new_material='new object: material', new_size='new object: size',
+                   new_exact='new object exact', earlier_exact='earlier objects exact (of frames before t, in frame t)',
+                   consistency='consistency (objects kept in every later frame)')
+
+def compare_scores(gen:dict, # scores of generated frames
+                   real:dict, # the same scores of the real frames of the same stories
+                  ) -> list:
+    "Rows (name, generated, real, generated / real) for every score both have"
+    rows = []
+    for k in gen:
+        if k in real and isinstance(gen[k], (int, float)) and isinstance(real[k], (int, float)):
+            rows.append((k, gen[k], real[k], gen[k] / real[k] if real[k] else float('nan')))
+    return rows
+
+def scores_table(rows:list, # from `compare_scores`
+                 percent:bool=True, # show fractions as percentages
+                 names:dict=None, # display name per score (default: SCORE_NAMES)
+                ) -> str:
+    "A markdown table: score | generated | real | ratio"
+    names = {**SCORE_NAMES, **(names or {})}
+    fmt = (lambda v: f"{100 * v:.1f} %") if percent else (lambda v: f"{v:.4g}")
+    lines = ['| score | generated | real | generated / real |', '|---|---|---|---|']
+    lines += [f"| {names.get(k, k)} | {fmt(g)} | {fmt(r)} | {q:.2f} |" for k, g, r, q in rows]
+    return '\n'.join(lines)
 
 # %% ../nbs/12_probe.ipynb #6b82db74
 def _words(o:dict) -> str: return f"{o['size']} {o['color']} {o['material']} {o['shape']}"

@@ -17,21 +17,27 @@ from .runs import *
 from .sampling import *
 from .probe import *
 from .evaluation import *
+from .bench import machine_info, machine_line
+from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'HEADLINE', 'quickstart_pictures', 'headline', 'quickstart_summary', 'quickstart', 'tiny_checkpoint']
+__all__ = ['QUICKSTART', 'HEADLINE', 'KEEP_EVERY', 'quickstart_pictures', 'headline', 'quickstart_summary', 'expected_ratio',
+           'quickstart', 'tiny_checkpoint']
 
 # %% ../nbs/14_quickstart.ipynb #dc0fab4a
 QUICKSTART = dict(
-    n_train=2000, n_test=200, size=32,  # a small CLEVR-style set at 32x32 (about 10 s to draw on 2 cores)
-    minutes=9.25,                       # budget for data + probe + training; evaluation and pictures follow (about 15 s)
-    probe_epochs=8,                     # the attribute probe (notebook 12: 2.5 minutes), trained once per data set, kept beside it
-    steps=8000,                         # at most this many iterations (the time budget ends training first)
-    lr=4e-4,                            # twice the official 2e-4: with the object head, a short run can take bigger steps
-    # the tiny model with a stronger auxiliary label loss (G 1.0, D 2.0 instead of 0.4, 1.0) and no BatchNorm in the
-    # discriminators; layout maps in G (notebook 06) and the object head in D_I, with empty places (notebook 07)
-    model=dict(aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0),
-    train=dict(ema=0.999),              # draw with an average of G's weights (notebook 08)
+    n_train=2000, n_test=200, size=32,  # a small CLEVR-style set at 32x32 (10-30 s to draw on 2 cores)
+    iterations=2000,                    # the recipe's work: the same quality on every machine, the time scales with the machine
+    minutes=None,                       # no cap on training time by default (`--minutes` sets one)
+    lr=6e-4,                            # three times the official 2e-4: with the object head, a short run can take bigger steps
+    # the tiny model with a stronger auxiliary label loss (G 1.0, D 2.0 instead of 0.4, 1.0), no BatchNorm in the
+    # discriminators, layout maps in G (notebook 06) and the object head in D_I, with empty places (notebook 07);
+    # no CoordConv channels (the layout maps say where things go; 10 % faster)
+    model=dict(aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0, g_coord=0),
+    # draw with an average of G's weights (notebook 08); draw the fakes once per iteration (12 % faster)
+    train=dict(ema=0.999, reuse_fakes=True),
+    # what the recipe reaches after so many iterations (fp32, seed 0, results/quickstart_curve.json): object-exact / real
+    curve={250: 0.31, 500: 0.57, 1000: 0.75, 1500: 0.80, 2000: 0.86},
 )
 
 # %% ../nbs/14_quickstart.ipynb #e6bc1649
@@ -97,41 +103,105 @@ def quickstart_summary(res:dict, # from `evaluate`
                 **{k: g[k] for k in ('found', 'count', 'color', 'shape', 'material', 'size', 'object_exact', 'new_exact', 'consistency')},
                 real_object_exact=r['object_exact'], real_consistency=r['consistency'],
                 object_exact_ratio=ratio('object_exact'), consistency_ratio=ratio('consistency'),
-                **{f'{k}_by_frame': g['by_frame'][k] for k in ('found', 'count', 'color', 'object_exact')}, ssim=res['ssim']['generated'])
+                **{f'{k}_by_frame': g['by_frame'][k] for k in ('found', 'count', 'color', 'object_exact')}, ssim=res['ssim']['generated'],
+                probe_spread=res.get('probe_spread'))
 
 # %% ../nbs/14_quickstart.ipynb #27005d4e
+def expected_ratio(iterations:int, # iterations a run does
+                   curve:dict=None, # {iterations: object-exact / real} (default: QUICKSTART['curve'])
+                  ) -> float:
+    "The recipe's object-exact (as a fraction of the real frames') after `iterations`, read off the measured curve"
+    curve = curve or QUICKSTART['curve']
+    xs = sorted(curve)
+    return float(np.interp(iterations, xs, [curve[x] for x in xs]))
+
+class _Forecast:
+    "After its first iterations, say how long the recipe takes on this machine (and what a time cap will cost)"
+    def __init__(self, iterations:int, minutes:float=None, at:int=20):
+        self.iterations, self.minutes, self.at, self.t = iterations, minutes, at, None
+    def __call__(self, tr, stats):
+        if tr.step == 5: self.t = time.perf_counter()                     # the first iterations are slower: time from the 5th
+        if tr.step != self.at: return
+        s = (time.perf_counter() - self.t) / (self.at - 5)
+        print(f"{s:.2f} s per iteration here; the recipe's {self.iterations:,} iterations take about {s * self.iterations / 60:.0f} minutes", flush=True)
+        if self.minutes and s * self.iterations > 60 * self.minutes:
+            n = int(60 * self.minutes / s)
+            print(f"warning: --minutes {self.minutes:g} stops training at about {n:,} iterations, where the recipe draws objects "
+                  f"about {expected_ratio(n):.2f} as exactly as the real frames show them ({expected_ratio(self.iterations):.2f} after "
+                  f"all {self.iterations:,}); notebook 14 has the curve", flush=True)
+
+KEEP_EVERY = 250   # the quickstart's checkpoint interval: a crash loses at most this many iterations
+
+def _keep_steps(keep_at:str, iterations:int) -> list:
+    "The iterations named by `--keep-at` (\"250,500,1000\"), checked"
+    if not keep_at: return []
+    try: steps = sorted({int(s) for s in str(keep_at).replace(' ', ',').split(',') if s})
+    except ValueError: raise ValueError(f"--keep-at takes iterations separated by commas, like 250,500,1000; got {keep_at!r}") from None
+    bad = [n for n in steps if n <= 0 or n % KEEP_EVERY or n >= iterations]
+    if bad: raise ValueError(f"--keep-at: {bad} are not multiples of {KEEP_EVERY} below the {iterations:,} iterations")
+    return steps
+
+class _Keep:
+    "Keep a copy of the checkpoint written at each of `steps`"
+    def __init__(self, steps:list, run:Path): self.steps, self.run = set(steps), Path(run)
+    def __call__(self, tr, stats):
+        if tr.step in self.steps: shutil.copy(self.run / 'checkpoint.pt', self.run / f'checkpoint_{tr.step}.pt')
+
+def _curve_point(n:int, res:dict) -> dict:
+    g, r = res['probe']['generated'], res['probe']['real']
+    return dict(iterations=n, object_exact=g['object_exact'], consistency=g['consistency'], count_min=min(g['by_frame']['count']),
+                object_exact_ratio=g['object_exact'] / r['object_exact'], consistency_ratio=g['consistency'] / r['consistency'])
+
+def _judge_kept(run:Path, data:Path, seed:int, steps:list) -> list:
+    "The probe's figures for each kept checkpoint"
+    return [_curve_point(n, evaluate(run / f'checkpoint_{n}.pt', data, seed=seed)) for n in steps]
+
 @command
 def quickstart(out:str='runs/quickstart', # folder for the data, the run and the pictures
-               minutes:float=None, # budget for data, probe and training (default: QUICKSTART['minutes'])
-               steps:int=None, # at most this many training iterations (default: QUICKSTART['steps'])
+               iterations:int=None, # training iterations (default: QUICKSTART['iterations']): they, not the clock, decide the quality
+               minutes:float=None, # cap on training time; the run stops early, with a warning of what that costs (default: none)
                train_stories:int=None, # training stories to draw (default: QUICKSTART['n_train'])
                test_stories:int=None, # held-out stories to draw and judge (default: QUICKSTART['n_test'])
-               probe_epochs:int=None, # epochs of the attribute probe (default: QUICKSTART['probe_epochs'])
+               amp:Param("mixed precision: auto (bf16 where the CPU does it fast), on or off", str, choices=['auto', 'on', 'off'])='auto',
                workers:int=None, # processes drawing the data (default: every core)
                seed:int=0, # random seed (data, weights, noise)
                device:str=None, # default: the best available
+               keep_at:str=None, # also keep G after these iterations (multiples of 250, e.g. "250,500,1000") and judge each: the quality curve
               ):
-    "Draw a small CLEVR-style set, train the tiny StoryGAN on it (10 minutes on 2 CPU cores) and judge its held-out stories"
-    over = dict(minutes=minutes, steps=steps, n_train=train_stories, n_test=test_stories, probe_epochs=probe_epochs)
+    "Draw a small CLEVR-style set, train the tiny StoryGAN on it for the recipe's iterations and judge its held-out stories"
+    over = dict(iterations=iterations, minutes=minutes, n_train=train_stories, n_test=test_stories)
     q = {**QUICKSTART, **{k: v for k, v in over.items() if v is not None}}
-    for k in ('minutes', 'steps', 'n_train', 'n_test', 'probe_epochs'):
-        if not q[k] > 0: raise ValueError(f"--{k.replace('n_', '').replace('_', '-')}{'-stories' if k.startswith('n_') else ''} must be > 0, got {q[k]}")
+    for k, flag in (('iterations', '--iterations'), ('n_train', '--train-stories'), ('n_test', '--test-stories'), ('minutes', '--minutes')):
+        if q[k] is not None and not q[k] > 0: raise ValueError(f"{flag} must be > 0, got {q[k]}")
+    keep = _keep_steps(keep_at, q['iterations'])
     out = output_dir(out); t0 = time.perf_counter()
+    m = machine_info()
+    print(f"this machine: {machine_line(m)}; mixed precision {amp} ({'on' if (amp == 'on' or (amp == 'auto' and m['bf16_fast'])) else 'off'})", flush=True)
     data, run = _quickstart_data(out / 'data', q, seed, workers), out / 'run'
-    print("the attribute probe (trained once per data set, kept beside it)", flush=True)
-    probe_for(data, q['size'], epochs=q['probe_epochs'], progress=not quiet())
+    t_data = time.perf_counter() - t0
+    probes_for(data, q['size'], progress=not quiet())                    # the shipped probes (one fitted here if the renderer changed)
     if (run / 'config.json').exists(): shutil.rmtree(run)    # a quickstart always trains afresh
-    left = q['minutes'] - (time.perf_counter() - t0) / 60
-    tc = train_preset('tiny', **{**dict(steps=q['steps'], lr=q['lr'], sample_every=500, ckpt_every=1000), **q['train'],
-                                 'seed': seed, 'device': device, 'time_limit': max(left, 0.5)})
-    tr = train_storygan(data, run, 'tiny', tc, image_size=q['size'], **q['model'])
+    tc = train_preset('tiny', **{**dict(steps=q['iterations'], lr=q['lr'], sample_every=500, ckpt_every=KEEP_EVERY), **q['train'],
+                                 'seed': seed, 'device': device, 'amp': amp, 'time_limit': q['minutes']})
+    print(f"training the tiny StoryGAN for {q['iterations']:,} iterations" + (f" (at most {q['minutes']:g} minutes)" if q['minutes'] else ''), flush=True)
+    t1 = time.perf_counter()
+    tr = train_storygan(data, run, 'tiny', tc, callbacks=[_Forecast(q['iterations'], q['minutes']), _Keep(keep, run)], image_size=q['size'], **q['model'])
+    t_train, t2 = time.perf_counter() - t1, time.perf_counter()
     res = evaluate(run / 'checkpoint.pt', data, seed=seed)
     (run / 'evaluation.json').write_text(json.dumps(res, indent=1))
     p1, p2 = quickstart_pictures(load_generator(run / 'checkpoint.pt')[0], data, out, seed)
     dt = time.perf_counter() - t0
-    (out / 'quickstart.json').write_text(json.dumps(quickstart_summary(res, seed, dt, tr.step), indent=1))
-    print(f"\n{dt:.0f} s, {tr.step} iterations. Held-out stories, real above generated: {p1}  (also {p2.name})\n")
+    summ = quickstart_summary(res, seed, dt, tr.step)
+    summ.update(machine=m, amp=tr.use_amp, data_seconds=round(t_data, 1), train_seconds=round(t_train, 1), evaluate_seconds=round(time.perf_counter() - t2, 1),
+                seconds_per_iteration=round(t_train / max(tr.step, 1), 4))
+    if keep: summ['curve'] = _judge_kept(run, data, seed, [n for n in keep if n <= tr.step]) + [_curve_point(tr.step, res)]
+    (out / 'quickstart.json').write_text(json.dumps(summ, indent=1))
+    print(f"\n{dt:.0f} s ({t_data:.0f} s drawing the data, {t_train:.0f} s training {tr.step:,} iterations, {time.perf_counter() - t2:.0f} s judging). "
+          f"Held-out stories, real above generated: {p1}  (also {p2.name})\n")
     print(results_table(res)); print(); print(headline(res))
+    if tr.step < q['iterations']:
+        print(f"\nwarning: the time cap stopped training at {tr.step:,} of {q['iterations']:,} iterations: expect about "
+              f"{expected_ratio(tr.step):.2f} of the real frames' object-exact instead of {expected_ratio(q['iterations']):.2f}")
     return p1
 
 # %% ../nbs/14_quickstart.ipynb #35a933dc

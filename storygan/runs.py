@@ -276,6 +276,7 @@ class Run:
         if self.main: output_dir(self.out, 'the run folder')                # a folder that cannot be written fails first
         self.info = data_info(self.data)
         self.fields = dict(T=self.info['T'], text_dim=self.info['text_dim'], label_dim=self.info['label_dim'])
+        if self.info.get('sentences', 'cumulative') != 'cumulative': self.fields['sentences'] = self.info['sentences']   # CLEVR-style 'new'
         self.cfg = StoryGANConfig.preset(preset, **{**self.fields, **(overrides or {})})
         self.ck_path, self.log = self.out / 'checkpoint.pt', self.out / 'metrics.jsonl'
         self.bars = self.main and ((not quiet()) if progress is None else progress)

@@ -41,6 +41,9 @@ def story_vectors(sentences:list, # one sentence per frame
     if data.get('source') == 'clevr':
         from storygan.clevr import sentences_to_vectors
         S = sentences_to_vectors(list(sentences))
+        if cfg.sentences == 'new':                          # a model trained on stories whose sentences say only what is new
+            from storygan.clevr_data import new_vectors
+            S = new_vectors(np.asarray(S))
     else:
         if not Path(data.get('root', '')).is_dir():
             raise ValueError(f"new sentences for a model trained on {data.get('source')!r} data are encoded the way its data folder says, "

@@ -38,6 +38,8 @@ class StoryGANConfig:
     g_coord: int = 0            # CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
     layout_dim: int = 0         # layout maps: G's blocks see each object's embedded attributes painted at its place (CLEVR-style vectors; 0: off)
     layout_sigma: float = 0.1   # width of an object's blob in the layout maps, in frame coordinates ([-1, 1])
+    layout_memory: bool = False # layout maps of every object named so far, carried along the story (variants with a context encoder)
+    sentences: str = 'cumulative'  # the data's vectors: 'cumulative' (frame t names objects 1..t, the paper's) or 'new' (only object t)
     # --- discriminators ---
     df_dim: int = 96            # D width: image encoders end in an 8*df_dim x 4 x 4 map
     ds_dim: int = 1792          # D_S: size of each frame's image and sentence embedding
@@ -65,6 +67,7 @@ class StoryGANConfig:
             if not isinstance(v, int) or v < 0: raise ValueError(f"{f}: expected an int >= 0, got {v!r}")
         if self.image_size not in (32, 64): raise ValueError(f"image_size: expected 32 or 64, got {self.image_size!r}")
         if self.ablation not in ABLATIONS: raise ValueError(f"ablation: expected one of {ABLATIONS}, got {self.ablation!r}")
+        if self.sentences not in ('cumulative', 'new'): raise ValueError(f"sentences: expected 'cumulative' or 'new', got {self.sentences!r}")
         if self.filter_size % 2 == 0: raise ValueError(f"filter_size: expected an odd number, got {self.filter_size}")
         if self.gf_dim * 8 % 16: raise ValueError(f"gf_dim: expected 8*gf_dim divisible by 16, got gf_dim={self.gf_dim}")
         if (self.layout_dim or self.obj_weight) and self.text_dim != 75:

@@ -221,7 +221,9 @@ def fakes(self:StoryGANTrainer, S, S_img, t):
     c = z['c']
     c_img = c[B:][torch.arange(len(t), device=t.device), t]        # (N, c_dim): only frame t of each image story
     s_img = S_img[torch.arange(len(t), device=t.device), t]                # (N, D): the sentence of frame t
-    x = self.G.image_generator(torch.cat([c[:B].flatten(0, 1), c_img]), torch.cat([S.flatten(0, 1), s_img]))   # (B*T + N, 3, H, W)
+    L = self.G.layout_vectors(torch.cat([S, S_img]))                # (B+N, T, D): what the layout maps place
+    l_img = L[B:][torch.arange(len(t), device=t.device), t]
+    x = self.G.image_generator(torch.cat([c[:B].flatten(0, 1), c_img]), torch.cat([L[:B].flatten(0, 1), l_img]))   # (B*T + N, 3, H, W)
     X_fake, x_fake = x[:B * T].unflatten(0, (B, T)), x[B * T:]    # (B, T, 3, H, W), (N, 3, H, W)
     if self.tcfg.channels_last: x_fake = x_fake.contiguous(memory_format=torch.channels_last)
     return X_fake, x_fake, z['mu'], z['logvar']
