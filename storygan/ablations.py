@@ -71,7 +71,8 @@ def ablation_study(data, out, seeds=(0, 1), steps:int=4000, n:int=None, **kw) ->
 METRICS = ('object_exact', 'new_exact', 'earlier_exact', 'consistency', 'count', 'found', 'color', 'shape', 'ssim')
 
 def _metric(res:dict, k:str) -> float:
-    return res['ssim']['generated'] if k == 'ssim' else res['probe']['generated'][k]
+    "A run's figure; nan for one its evaluation did not have (older studies: no `earlier_exact`)"
+    return res['ssim']['generated'] if k == 'ssim' else res['probe']['generated'].get(k, float('nan'))
 
 STUDY_KEYS = ('ablation', 'name', 'model', 'recipe', 'train_seed', 'iterations', 'train_seconds', 'n_stories', 'ssim', 'probe', 'fid')
 
@@ -90,8 +91,12 @@ def summarize(study:dict, # {variant: {seed: evaluation}}
     for a, runs in study.items():
         out[a] = {k: (float(np.mean(v := [_metric(r, k) for r in runs.values()])), float((max(v) - min(v)) / 2)) for k in METRICS}
     any_run = next(iter(next(iter(study.values())).values()))
-    out['real'] = {k: (1.0 if k == 'ssim' else any_run['probe']['real'][k], 0.0) for k in METRICS}
+    out['real'] = {k: (1.0 if k == 'ssim' else any_run['probe']['real'].get(k, float('nan')), 0.0) for k in METRICS}
     return out
+
+def _cells(m:dict, metrics) -> list:
+    "Table cells 'mean ± half range' (percent; SSIM as is; n/a where a study lacks the figure)"
+    return ['n/a' if np.isnan(m[k][0]) else f"{m[k][0]:.3f} ± {m[k][1]:.3f}" if k == 'ssim' else f"{100 * m[k][0]:.1f} ± {100 * m[k][1]:.1f}" for k in metrics]
 
 def ablation_table(summary:dict, # from `summarize`
                   ) -> str:
@@ -99,7 +104,7 @@ def ablation_table(summary:dict, # from `summarize`
     head = '| variant | ' + ' | '.join(SCORE_NAMES.get(k, 'SSIM').split(' (')[0] for k in METRICS) + ' | paper SSIM |'
     lines = [head, '|' + '---|' * (len(METRICS) + 2)]
     for a, m in summary.items():
-        cells = [f"{100 * m[k][0]:.1f} ± {100 * m[k][1]:.1f}" if k != 'ssim' else f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in METRICS]
+        cells = _cells(m, METRICS)
         lines.append(f"| {a} | " + ' | '.join(cells) + f" | {PAPER_SSIM.get(a, '')} |")
     return '\n'.join(lines)
 
@@ -164,7 +169,7 @@ def memory_table(study:dict, # from `memory_study` (or its JSON)
     lines = ['| form | variant | ' + ' | '.join(SCORE_NAMES.get(k, 'SSIM').split(' (')[0] for k in metrics) + ' |', '|' + '---|' * (len(metrics) + 2)]
     for form, st in study.items():
         for a, m in summarize(st).items():
-            cells = [f"{100 * m[k][0]:.1f} ± {100 * m[k][1]:.1f}" if k != 'ssim' else f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in metrics]
+            cells = _cells(m, metrics)
             lines.append(f"| {form} | {a} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 

@@ -466,7 +466,7 @@ def results_table(res:dict, # from `evaluate`
                    + f", 64×64{', read from the cache' if r['cached'] else ''}; generated: {fid['generated_frames']} frames")
     if 'probe' in res:
         bf = res['probe']['generated']['by_frame']
-        out.append('\nby frame position t = 1..T (generated): ' + '; '.join(f"{k} " + ' / '.join(f"{100 * v:.0f}" for v in vs) for k, vs in bf.items()))
+        out.append('\nby frame position t = 1..T (generated): ' + '; '.join(f"{k} " + ' / '.join('-' if v is None else f"{100 * v:.0f}" for v in vs) for k, vs in bf.items()))
     if len(res.get('probes', [])) > 1:
         sp = res['probe_spread']
         out.append(f"\n{len(res['probes'])} probes (the table is the first's), generated / real, lowest to highest: " + '; '.join(

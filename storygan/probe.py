@@ -267,7 +267,7 @@ def probe_scores(read:dict, # from `probe_read`
     out['consistency'] = mean(torch.stack(keep, 1)) if keep else float('nan')
     out['by_frame'] = {m: [mean(v[:, s], P[:, s]) for s in range(T)] for m, v in (('found', found), ('color', right['color']), ('object_exact', exact))}
     out['by_frame'].update(count=[mean(count_ok[:, s]) for s in range(T)], new_exact=[mean(new(exact)[:, s]) for s in range(min(T, CLEVR_T))])
-    out['by_frame']['earlier_exact'] = [mean(exact[:, s], (P & before)[:, s]) for s in range(T)]
+    out['by_frame']['earlier_exact'] = [mean(exact[:, s], (P & before)[:, s]) if s else None for s in range(T)]   # frame 1 has none
     return out
 
 # %% ../nbs/12_probe.ipynb #c2fa927c
