@@ -106,7 +106,10 @@ def load_state_dict(self:StoryGANTrainer, ck:dict, # a checkpoint
     for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S, G_ema=self.G_ema).items():
         if m is not None: m.load_state_dict(ck['models'][k])
     for k, o in self.opts.items(): o.load_state_dict(ck['optimizers'][k])
-    for k, s in self.scheds.items(): s.load_state_dict(ck['schedulers'][k])
+    for k, s in self.scheds.items():   # the position comes from the checkpoint, the schedule from this run's config (more --steps stretch its cosine)
+        own = [dict(f.__dict__) for f in s.lr_lambdas]
+        s.load_state_dict(ck['schedulers'][k])
+        for f, d in zip(s.lr_lambdas, own): f.__dict__.update(d)
     for k, s in self.scalers.items():
         if ck['scalers'].get(k): s.load_state_dict(ck['scalers'][k])
     self.step, self.data_state = ck['step'], copy.deepcopy(ck['data_state'])
