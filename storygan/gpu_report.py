@@ -19,7 +19,6 @@ from .sampling import *
 from .bench import bench_configs, set_tf32
 from .probe import *
 from .evaluation import *
-from .quickstart import QUICKSTART
 
 # %% auto #0
 __all__ = ['RECIPES', 'BENCH_SETTINGS', 'RUN_NAMES', 'recipe_configs', 'cuda_env', 'gpu_bench', 'judge', 'gpu_report']
