@@ -15,8 +15,8 @@ from .generator import *
 
 # %% auto #0
 __all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'frame_targets', 'with_empty_places',
-           'object_loss', 'sample_patches', 'StoryDiscriminator', 'image_d_loss', 'story_d_loss', 'generator_loss',
-           'build_models', 'count_params']
+           'object_loss', 'sample_patches', 'density_target', 'count_loss', 'StoryDiscriminator', 'image_d_loss',
+           'story_d_loss', 'generator_loss', 'build_models', 'count_params']
 
 # %% ../nbs/07_discriminators.ipynb #ede5caed
 def _sn(m:nn.Module, on:bool)->nn.Module:
@@ -72,6 +72,8 @@ class ImageDiscriminator(nn.Module):
             self.obj_net = nn.Sequential(_sn(nn.Conv2d(c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2),
                                          _sn(nn.Conv2d(2 * c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2))
             self.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, _OBJ_SPLITS[-1]), sn))
+        self.count_net = (nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))   # its density map:
+                          if cfg.count_weight else None)                                   # a regression on real frames, no spectral norm
 
 # %% ../nbs/07_discriminators.ipynb #b42db7ae
 @patch
@@ -179,8 +181,35 @@ def sample_patches(f:torch.Tensor, # (N, C, H, W) feature map
 def objects(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
             xy:torch.Tensor): # (N, K, 2) places
     "The object head: logits (N, K, 16) [present | shape | color | material | size] at each place"
+    return self.object_maps(h, xy)[0]
+
+@patch
+def object_maps(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
+                xy:torch.Tensor): # (N, K, 2) places
+    "The object head's logits (N, K, 16) and, with `count_weight`, its density map rho (N, H/2, W/2) (else None)"
     f = self.obj_net(h)
-    return self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
+    q = self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
+    if self.count_net is None: return q, None
+    return q, F.softplus(self.count_net(f).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
+
+def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
+                   present:torch.Tensor, # (N, K) bool: is an object there
+                   size:int=16, # the map's height and width
+                   sigma:float=1.0, # bump width in cells
+                  ) -> torch.Tensor:
+    "rho*: (N, size, size), a Gaussian bump of mass 1 at each present place"
+    u = (torch.arange(size, device=xy.device, dtype=torch.float32) + 0.5) / size * 2 - 1      # cell centres
+    s = sigma * 2 / size
+    gx, gy = [torch.softmax(-(u - xy[..., k:k + 1].float()) ** 2 / (2 * s * s), -1) for k in (0, 1)]   # (N, K, size) each, sum 1
+    return torch.einsum('nk,nkh,nkw->nhw', present.float(), gy, gx)
+
+def count_loss(rho:torch.Tensor, # (N, h, w) density map
+               xy:torch.Tensor, # (N, K, 2) the places of the frame's objects (and of empty places)
+               present:torch.Tensor, # (N, K) bool: is an object at each place
+              ) -> torch.Tensor:
+    "L_count: 10 * sum (rho - rho*)^2 + (mass - n)^2, averaged over the frames"
+    target = density_target(xy, present, rho.shape[-1])
+    return 10 * (rho - target).pow(2).sum((1, 2)).mean() + F.mse_loss(rho.sum((1, 2)), present.sum(-1).float())
 
 # %% ../nbs/07_discriminators.ipynb #5ca75357
 class StoryDiscriminator(nn.Module):
@@ -236,7 +265,10 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     extra = {}
     if D_I.obj_net is not None:                                          # the object head, on real frames
         tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
-        l_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
+        q, rho = D_I.object_maps(h, tg['xy'])
+        l_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
+        if rho is not None:                                              # ... and its density map
+            l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt; extra['d_img_count'] = l_cnt.item()
         loss = loss + cfg.d_obj_weight * l_obj; extra['d_img_obj'] = l_obj.item()
     p = lambda l: torch.sigmoid(l.detach()).mean().item()
     return loss, dict(d_img=loss.item(), d_img_real=l_real.item(), d_img_fake=l_fake.item(), d_img_wrong=l_wrong.item(),
@@ -266,19 +298,21 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
                    mu:torch.Tensor, logvar:torch.Tensor,  # (B', cond_dim) story encoder outputs
                    cfg:StoryGANConfig,
                    generator:torch.Generator=None):    # source of the object head's empty places (None: torch's global one)
-    "G's loss: alpha*image adversarial + aux_weight*label BCE + beta*story adversarial + kl_weight*KL (+ obj_weight*object loss); (loss, stats)."
+    "G's loss: alpha*image adversarial + aux_weight*label BCE + beta*story adversarial + kl_weight*KL (+ obj_weight*object loss + count_weight*count loss); (loss, stats)."
     check_tensor(labels, 'labels', (x_fake.shape[0], cfg.label_dim), 'N L')
     feat, h = D_I.encoder.stages(x_fake)
     logit, label_logits = D_I.logit(feat, s_t, S_img), D_I.classify(feat)
     g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
-    g_obj = torch.zeros((), device=logit.device)
+    g_obj = g_cnt = torch.zeros((), device=logit.device)
     if D_I.obj_net is not None:                                          # the object head, on the fakes
         tg = with_empty_places(frame_targets(s_t, S_img, cfg), generator=generator)
-        g_obj = object_loss(D_I.objects(h, tg['xy']), tg['present'], tg['attrs'], tg['keep'])
+        q, rho = D_I.object_maps(h, tg['xy'])
+        g_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
+        if rho is not None: g_cnt = count_loss(rho, tg['xy'], tg['present'])   # ... and its density map
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)
-    loss = cfg.alpha * g_img + cfg.aux_weight * g_aux + cfg.beta * g_story + cfg.kl_weight * kl + cfg.obj_weight * g_obj
-    return loss, dict(g=loss.item(), g_img=g_img.item(), g_aux=g_aux.item(), g_story=g_story.item(), kl=kl.item(), g_obj=g_obj.item(),
+    loss = cfg.alpha * g_img + cfg.aux_weight * g_aux + cfg.beta * g_story + cfg.kl_weight * kl + cfg.obj_weight * g_obj + cfg.count_weight * g_cnt
+    return loss, dict(g=loss.item(), g_img=g_img.item(), g_aux=g_aux.item(), g_story=g_story.item(), kl=kl.item(), g_obj=g_obj.item(), g_count=g_cnt.item(),
                       p_img_fake_g=torch.sigmoid(logit.detach()).mean().item())
 
 # %% ../nbs/07_discriminators.ipynb #b4c9160b

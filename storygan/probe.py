@@ -17,15 +17,15 @@ from .core import *
 from .clevr import render_floor, renderer_key, VOCAB, SHAPES, COLORS, MATERIALS, SIZES, CLEVR_T, CLEVR_TEXT_DIM
 from .story_encoder import check_tensor
 from .generator import vector_layout
-from .discriminators import OBJ_ATTRS, _OBJ_SPLITS, object_targets, object_loss, sample_patches
+from .discriminators import OBJ_ATTRS, _OBJ_SPLITS, object_targets, object_loss, sample_patches, density_target, count_loss
 from .data import *
 from .training import autocast_for
 
 # %% auto #0
-__all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'density_target',
-           'probe_loss', 'degrade', 'fit', 'train_probe', 'probe_read', 'probe_scores', 'save_probe', 'load_probe',
-           'cached_net', 'shipped_probes', 'probes_for', 'probe_for', 'ship_probes', 'probe_spread', 'compare_scores',
-           'scores_table', 'probe_lines']
+__all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'probe_loss', 'degrade',
+           'fit', 'train_probe', 'probe_read', 'probe_scores', 'save_probe', 'load_probe', 'cached_net',
+           'shipped_probes', 'probes_for', 'probe_for', 'ship_probes', 'probe_spread', 'compare_scores', 'scores_table',
+           'probe_lines']
 
 # %% ../nbs/12_probe.ipynb #bbcb6afb
 ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 07)
@@ -90,27 +90,14 @@ class AttributeProbe(nn.Module):
         return _pooled(*self.body(x)[::-1])
 
 # %% ../nbs/12_probe.ipynb #05a051e5
-def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
-                   present:torch.Tensor, # (N, K) bool: is an object there
-                   size:int=16, # the map's height and width
-                   sigma:float=1.0, # bump width in cells
-                  ) -> torch.Tensor:
-    "rho*: (N, size, size), a Gaussian bump of mass 1 at each present place"
-    u = (torch.arange(size, device=xy.device, dtype=torch.float32) + 0.5) / size * 2 - 1      # cell centres
-    s = sigma * 2 / size
-    gx, gy = [torch.softmax(-(u - xy[..., k:k + 1].float()) ** 2 / (2 * s * s), -1) for k in (0, 1)]   # (N, K, size) each, sum 1
-    return torch.einsum('nk,nkh,nkw->nhw', present.float(), gy, gx)
-
 def probe_loss(q:torch.Tensor, # (N, K, 16) query logits
                rho:torch.Tensor, # (N, 16, 16) density map
                xy:torch.Tensor, # (N, K, 2) the query places
                present:torch.Tensor, # (N, K) bool: is an object at each query place
                attrs:torch.Tensor, # (N, K, 4) its attribute classes
               ) -> torch.Tensor:
-    "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is; notebook 07) + the density map's L_count"
-    target = density_target(xy, present, rho.shape[-1])
-    n = present.sum(-1).float()
-    return object_loss(q, present, attrs) + 10 * (rho - target).pow(2).sum((1, 2)).mean() + F.mse_loss(rho.sum((1, 2)), n)
+    "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is) + the density map's `count_loss` (both notebook 07)"
+    return object_loss(q, present, attrs) + count_loss(rho, xy, present)
 
 def _frames_uint8(ds, n:int) -> torch.Tensor:
     "The first n stories' frames as one uint8 tensor (n, T, H, W, 3), straight from the memory map when there is one"

@@ -48,6 +48,7 @@ class StoryGANConfig:
     d_spectral_norm: bool = False  # spectral norm on every discriminator weight
     obj_weight: float = 0.0     # D_I's object head (CLEVR-style vectors): weight of its per-object loss on G's frames (0: no head)
     d_obj_weight: float = 1.0   # ... and on real frames in D_I's loss
+    count_weight: float = 0.0   # with the object head: a density map whose mass is the frame's object count, its loss on G's frames (0: none)
     # --- model variant ---
     ablation: str = 'storygan'  # 'imagegan' | 'svc' | 'svfn' | 'storygan' (paper section 5)
     # --- loss weights (generator loss; D losses are unweighted) ---
@@ -72,6 +73,7 @@ class StoryGANConfig:
         if self.gf_dim * 8 % 16: raise ValueError(f"gf_dim: expected 8*gf_dim divisible by 16, got gf_dim={self.gf_dim}")
         if (self.layout_dim or self.obj_weight) and self.text_dim != 75:
             raise ValueError(f"layout_dim and obj_weight read CLEVR-style 75-d vectors (object slots with positions), but text_dim={self.text_dim}")
+        if self.count_weight and not self.obj_weight: raise ValueError(f"count_weight={self.count_weight} needs the object head: set obj_weight > 0")
 
 # %% ../nbs/04_story_encoder.ipynb #75169aea
 @patch(as_prop=True)
