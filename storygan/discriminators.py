@@ -66,14 +66,14 @@ class ImageDiscriminator(nn.Module):
                                    _sn(nn.Conv2d(c, 1, 4), sn))
         self.proj = _sn(nn.Linear(e, c * 16, bias=False), sn) if cfg.d_projection else None        # V
         self.aux = _sn(nn.Linear(c * 16, cfg.label_dim), sn)                                       # label classifier
-        self.obj_net = self.obj_head = None
+        self.obj_net = self.obj_head = self.count_net = None
         if cfg.obj_weight:                                                                         # object head
             c1 = c // 2 ** (int(math.log2(cfg.image_size // 4)) - 1)                               # the first block's channels
             self.obj_net = nn.Sequential(_sn(nn.Conv2d(c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2),
                                          _sn(nn.Conv2d(2 * c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2))
             self.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, _OBJ_SPLITS[-1]), sn))
-        self.count_net = (nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))   # its density map:
-                          if cfg.count_weight else None)                                   # a regression on real frames, no spectral norm
+            if cfg.count_weight:                                           # its density map: a regression on real frames, no spectral norm
+                self.count_net = nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))
 
 # %% ../nbs/07_discriminators.ipynb #b42db7ae
 @patch
