@@ -185,12 +185,14 @@ def objects(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the enc
 
 @patch
 def object_maps(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
-                xy:torch.Tensor): # (N, K, 2) places
+                xy:torch.Tensor, # (N, K, 2) places
+                detach_count:bool=False, # the map reads the object features detached: its loss trains `count_net` alone
+               ):
     "The object head's logits (N, K, 16) and, with `count_weight`, its density map rho (N, H/2, W/2) (else None)"
     f = self.obj_net(h)
     q = self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
     if self.count_net is None: return q, None
-    return q, F.softplus(self.count_net(f).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
+    return q, F.softplus(self.count_net(f.detach() if detach_count else f).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
 
 def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
                    present:torch.Tensor, # (N, K) bool: is an object there
@@ -265,7 +267,7 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     extra = {}
     if D_I.obj_net is not None:                                          # the object head, on real frames
         tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
-        q, rho = D_I.object_maps(h, tg['xy'])
+        q, rho = D_I.object_maps(h, tg['xy'], detach_count=cfg.count_detach)
         l_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
         if rho is not None:                                              # ... and its density map
             l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt; extra['d_img_count'] = l_cnt.item()

@@ -49,6 +49,7 @@ class StoryGANConfig:
     obj_weight: float = 0.0     # D_I's object head (CLEVR-style vectors): weight of its per-object loss on G's frames (0: no head)
     d_obj_weight: float = 1.0   # ... and on real frames in D_I's loss
     count_weight: float = 0.0   # with the object head: a density map whose mass is the frame's object count, its loss on G's frames (0: none)
+    count_detach: bool = True   # ... D_I's count loss trains the map alone, a read-out of the object features (False: it shapes them too)
     # --- model variant ---
     ablation: str = 'storygan'  # 'imagegan' | 'svc' | 'svfn' | 'storygan' (paper section 5)
     # --- loss weights (generator loss; D losses are unweighted) ---
