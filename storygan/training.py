@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_training.ipynb #e0f855b4
 from __future__ import annotations
-import contextlib, copy, math
+import contextlib, copy, math, os
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional
@@ -131,13 +131,17 @@ def _cpu_flags() -> set:
     try: return set(next(l for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')).split(':')[1].split())
     except (OSError, StopIteration, IndexError): return set()
 
+_SLOW_ONEDNN_ISAS = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2', 'AVX512_CORE', 'AVX512_CORE_VNNI')   # no bf16 instructions
+
 def fast_bf16(device, # a torch device, or its name
              ) -> bool:
-    "Does `device` do bfloat16 arithmetic in hardware: CUDA with bf16, or a CPU with AMX or AVX512-BF16"
+    "Does `device` do bfloat16 arithmetic in hardware: CUDA with bf16, or a CPU with AMX or AVX512-BF16 that PyTorch's kernels may use"
     device = torch.device(device)
     if device.type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == 'cpu': return bool({'amx_bf16', 'avx512_bf16'} & _cpu_flags())
-    return False
+    if device.type != 'cpu': return False
+    kernels = torch.backends.cpu.get_cpu_capability()                  # 'AVX2' where ATen is held to AVX2 (ATEN_CPU_CAPABILITY=avx2)
+    onednn = os.environ.get('ONEDNN_MAX_CPU_ISA', 'ALL').upper()        # oneDNN's convolutions, held back the same way
+    return bool({'amx_bf16', 'avx512_bf16'} & _cpu_flags()) and kernels.startswith(('AVX512', 'AMX')) and onednn not in _SLOW_ONEDNN_ISAS
 
 def autocast_for(device, # where the forward pass runs
                  enabled=None, # True, False, or None: where `fast_bf16`

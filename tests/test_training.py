@@ -128,6 +128,13 @@ def test_bad_input(data, tmp_path, capsys):
     assert 'T=3 in the data but T=4 in checkpoint' in err
     assert 'T=3 in the data but T=4' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '0', '--data', d3], capsys)
 
+def test_amp_auto_follows_the_kernels_pytorch_may_use():
+    "ATen held to AVX2 (how a slow CPU is emulated on a fast one) emulates bf16 whatever the CPU has: `auto` leaves it off"
+    code = "import torch; from storygan.training import fast_bf16; print(torch.backends.cpu.get_cpu_capability(), fast_bf16('cpu'))"
+    r = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'ATEN_CPU_CAPABILITY': 'avx2'}, capture_output=True, text=True)
+    cap, fast = r.stdout.split()
+    assert cap in ('AVX2', 'DEFAULT') and fast == 'False', r.stdout + r.stderr
+
 def test_workers_do_not_change_what_G_sees(data, tmp_path):
     "G's noise, the object head's empty places and a layout's random crops come from seeded generators: 0 or 2 loader processes, the same run"
     from storygan.cartoon import generate_cartoon
