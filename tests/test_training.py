@@ -132,6 +132,7 @@ def test_amp_auto_follows_the_kernels_pytorch_may_use():
     "ATen held to AVX2 (how a slow CPU is emulated on a fast one) emulates bf16 whatever the CPU has: `auto` leaves it off"
     code = "import torch; from storygan.training import fast_bf16; print(torch.backends.cpu.get_cpu_capability(), fast_bf16('cpu'))"
     r = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'ATEN_CPU_CAPABILITY': 'avx2'}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
     cap, fast = r.stdout.split()
     assert cap in ('AVX2', 'DEFAULT') and fast == 'False', r.stdout + r.stderr
 
