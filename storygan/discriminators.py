@@ -192,7 +192,8 @@ def object_maps(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the
     f = self.obj_net(h)
     q = self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
     if self.count_net is None: return q, None
-    return q, F.softplus(self.count_net(f.detach() if detach_count else f).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
+    f_count = f.detach() if detach_count else f
+    return q, F.softplus(self.count_net(f_count).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
 
 def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
                    present:torch.Tensor, # (N, K) bool: is an object there
