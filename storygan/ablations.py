@@ -12,7 +12,7 @@ import torch
 
 from .core import *
 from .data import *
-from .story_encoder import ABLATIONS
+from .story_encoder import ABLATIONS, PAPER_SWITCHES, StoryGANConfig
 from .training import train_preset
 from .runs import train_storygan
 from .sampling import load_generator, generate_stories
@@ -28,12 +28,14 @@ __all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'MEMORY_VARIANTS', 'MEMORY_MET
 # %% ../nbs/16_ablations.ipynb #6c8ff2eb
 PAPER_SSIM = dict(imagegan=0.596, svc=0.641, svfn=0.654, storygan=0.672)   # paper, Table 1, CLEVR-SV
 
-def ablation_recipe(recipe:str='quickstart', # 'quickstart': the CPU recipe of notebook 15; or a preset's own model: 'tiny' | 'clevr' | 'pororo'
+def ablation_recipe(recipe:str='quickstart', # 'quickstart': the CPU recipe of notebook 15; or a preset's own model: 'clevr' | 'pororo' | 'paper_tiny' | 'tiny'
                    ) -> tuple:
     "(preset, StoryGANConfig overrides, TrainConfig overrides) of a recipe"
     if recipe == 'quickstart':
         q = QUICKSTART
         return 'tiny', dict(image_size=q['size'], **q['model']), dict(lr=q['lr'], **q['train'])
+    if recipe == 'paper_tiny':   # the paper's model at tiny widths: the tiny preset (and its training settings) with its additions off
+        return 'tiny', {k: PAPER_SWITCHES[k] for k in StoryGANConfig.preset('tiny').additions}, {}
     return recipe, {}, {}
 
 def ablation_run(data, # CLEVR-style dataset folder
@@ -53,14 +55,14 @@ def ablation_run(data, # CLEVR-style dataset folder
     run = Path(out) / f'{name or ablation}_seed{seed}'
     done = run / 'evaluation.json'
     if done.exists(): return json.loads(done.read_text())
-    if run.exists(): import shutil; shutil.rmtree(run)
     preset, over, tr_over = ablation_recipe(recipe)
     tc = train_preset(preset, **{**dict(steps=steps, sample_every=0, ckpt_every=1000), **tr_over, **train, 'seed': seed})
     t0 = time.perf_counter()
-    tr = train_storygan(data, run, preset, tc, progress=progress, **{**over, **(model or {}), 'ablation': ablation})
+    tr = train_storygan(data, run, preset, tc, progress=progress, restart=True, command='ablations',   # an unfinished run starts over
+                        **{**over, **(model or {}), 'ablation': ablation})
     res = evaluate(run / 'checkpoint.pt', data, n=n, seed=0)    # the same noise for every run
     res.update(ablation=ablation, name=name or ablation, model=model or {}, train_seed=seed, train_seconds=round(time.perf_counter() - t0, 1), iterations=tr.step, recipe=recipe)
-    done.write_text(json.dumps(res, indent=1))
+    atomic_write(claim_file(done, 'ablations', 'evaluation'), json_text(res))
     return res
 
 def ablation_study(data, out, seeds=(0, 1), steps:int=4000, n:int=None, **kw) -> dict:

@@ -99,9 +99,10 @@ def _batch_sizes(s:str) -> tuple:
     try: sb, ib = int(a), int(b) if b else 2 * int(a)
     except ValueError: raise ValueError(f"--batch-sizes: expected STORY/IMAGE batch sizes such as 4/16, or one number such as 8, got {s!r}") from None
     if sb < 1 or ib < 1: raise ValueError(f"--batch-sizes: batch sizes must be >= 1, got {s!r}")
+    check_memory(100 * (sb * 5 + ib) * 3 * 64 ** 2 * 4, f"--batch-sizes {s} (at most 5 frames a story, 64x64)")   # a step holds ~100x its input (notebook 09)
     return sb, ib
 
-@command(name='bench-train')
+@command(name='bench-train', limits=dict(iters='1..100000', warmup='0..100000', image_size='16..512', threads='1..1024'))
 def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',),
                 batch_sizes:Param("story/image batch sizes, e.g. 4/4; a plain 8 means 8/16", str, nargs='+')=('8/16',),
                 amp:Param("mixed precision settings to try", str, nargs='+', choices=['off', 'on', 'auto'])=('off', 'on'),
@@ -115,11 +116,16 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
                 device:str=None, # cpu, cuda, mps (default: the best available)
                 threads:int=None, # CPU threads for torch (default: torch's choice)
                 out:str=None, # JSON file for the rows (optional)
+                overwrite:bool=False, # replace a file at --out that the tool did not write
                ):
     "Time training iterations per preset, batch size and speed setting, alternately in one run: s/iteration, images/s, ratios"
-    dev = torch.device(device or default_device())
-    if threads: torch.set_num_threads(threads)
+    dev = parse_device(device)
+    if out: claim_file(out, 'bench-train', 'timings', overwrite=overwrite)             # before the minutes of timing, not after
+    for bs in batch_sizes: _batch_sizes(bs)                                          # every batch size checked before the first is timed
     over = {**({} if image_size is None else dict(image_size=image_size)), **_overrides(model or '')}
+    for p in presets:                                                                  # and every preset and override
+        for c in ([over] + ([{**over, **_overrides(against)}] if against else [])): StoryGANConfig.preset(p, **c)
+    if threads: torch.set_num_threads(threads)
     flag = dict(on=True, off=False, auto='auto')
     print(f"device {dev} ({torch.get_num_threads()} CPU threads, bf16 in hardware: {fast_bf16(dev)}), torch {torch.__version__}; "
           f"Algorithm 1 with each preset's G steps per iteration; median of {iters} iterations, configurations timed alternately")
@@ -131,7 +137,7 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
             cfgs = [dict(preset=p, label=f'{against}', amp=False, **{**over, **_overrides(against)})] if against else []
             cfgs += [dict(preset=p, label=p + (f' {model}' if model else ''), amp=flag[a], compile=c == 'on', channels_last=l == 'on', **over)
                      for a in amp for c in compile for l in channels_last]
-            try: res = bench_configs(cfgs, sb, ib, iters=iters, warmup=warmup, device=device)
+            try: res = bench_configs(cfgs, sb, ib, iters=iters, warmup=warmup, device=dev)
             except Exception as e:
                 print(f"{p:>7} {f'{sb}/{ib}':>9}  failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}", flush=True); continue
             for r in res:
@@ -140,7 +146,7 @@ def bench_train(presets:Param("model presets to time", str, nargs='+')=('tiny',)
                       f"{'on' if r['compile'] else 'off':>7} {'on' if r['channels_last'] else 'off':>7} {r['s_per_iter']:>8.3f} "
                       f"{r['images_per_s']:>9.1f} {r['ratio']:>6.2f}", flush=True)
             rows += res
-    if out: Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(rows, indent=1))
+    if out: atomic_write(out, json.dumps(rows, indent=1))
     return rows
 
 # %% ../nbs/11_bench.ipynb #6696e227

@@ -260,6 +260,7 @@ def generate_cartoon(root, # output folder (in the original Pororo-SV layout)
                      size:int=64, # frame size in pixels
                      clips_per_episode:int=40, # clips of a full episode (it starts clips_per_episode - 4 stories)
                      seed:int=0, # dataset seed
+                     overwrite:bool=False, # replace a set another command wrote there (only the files the tool wrote are deleted)
                     ) -> Path:
     "Draw a Pororo-like cartoon story set (9 characters, 3 scenes, 5-clip stories) and write it in the original Pororo-SV layout"
     for name, v in (('n_train', n_train), ('n_val', n_val), ('n_test', n_test), ('seed', seed)):
@@ -268,10 +269,14 @@ def generate_cartoon(root, # output folder (in the original Pororo-SV layout)
     if not isinstance(size, (int, np.integer)) or not 16 <= size <= 256: raise ValueError(f"size must be an int in 16..256, got {size!r}")
     if not isinstance(clips_per_episode, (int, np.integer)) or clips_per_episode < PORORO_T:
         raise ValueError(f"clips_per_episode must be >= {PORORO_T}, got {clips_per_episode!r}")
-    root = Path(root)
-    if is_pororo(root) and read_source(root).get('source') != 'cartoon':
-        raise ValueError(f"{root} holds a Pororo-SV copy that is not a cartoon set: write the cartoon set to another folder")
-    for p in root.glob('Cartoon_*'): shutil.rmtree(p)            # an earlier cartoon set
+    total = n_train + n_val + n_test
+    check_memory(3000 * total, f"{total} stories' tables")                  # about 3 KB of labels, sentences and vectors a story
+    with OutputFolder(root, 'cartoon', 'pororo-sv', overwrite=overwrite, fresh=True) as out:   # an earlier cartoon set here is replaced
+        out.add('img_cache4.npy', 'following_cache4.npy', TABLES, 'descriptions.csv', 'source.json')
+        return _draw_cartoon(out, n_train, n_val, n_test, size, clips_per_episode, seed)
+
+def _draw_cartoon(out:OutputFolder, n_train, n_val, n_test, size, clips_per_episode, seed) -> Path:
+    root = out.path
     clips, stories, splits, e = {}, [], [], 0
     per = clips_per_episode - (PORORO_T - 1)
     for n in (n_train, n_val, n_test):
@@ -279,6 +284,7 @@ def generate_cartoon(root, # output folder (in the original Pororo-SV layout)
         while len(rows) < n:
             m = min(per, n - len(rows))                              # stories of this episode
             ep_dir = f'Cartoon_{e // 10 + 1}/Cartoon_{e // 10 + 1}_ep{e % 10 + 1}'
+            if e % 10 == 0: out.add(f'Cartoon_{e // 10 + 1}/')                  # a new series folder
             for k, c in enumerate(episode(m + PORORO_T - 1, np.random.default_rng([seed, e]))):
                 cid = f'{ep_dir}/{k}'
                 save_strip(root, cid, np.stack([draw_frame(c['scene'], c['variant'], c['chars'], j, size) for j in range(c['n_frames'])]))
@@ -297,10 +303,12 @@ def generate_cartoon(root, # output folder (in the original Pororo-SV layout)
 def read_source(root) -> dict:
     "The folder's source.json (what wrote it), or {} for a copy of the real data"
     p = Path(root) / 'source.json'
-    return json.loads(p.read_text()) if p.exists() else {}
+    src = read_json(p) if p.exists() else {}
+    if not isinstance(src, dict): raise ValueError(f"{p} must hold a JSON object, got a {type(src).__name__}")
+    return src
 
 # %% ../nbs/19_cartoon.ipynb #305fd543
-@command
+@command(limits=dict(train='>= 0', val='>= 0', test='>= 0', size='16..256', clips='5..100000', seed='0..4294967295'))
 def cartoon(out:str=None, # output folder (required)
             train:int=10000, # training stories
             val:int=2000, # validation stories
@@ -308,10 +316,11 @@ def cartoon(out:str=None, # output folder (required)
             size:int=64, # frame size in pixels
             clips:int=40, # clips per episode (an episode of C clips starts C - 4 stories)
             seed:int=0, # dataset seed
+            overwrite:bool=False, # replace a set another command wrote in --out (files the tool did not write are kept)
            ):
     "Draw an offline Pororo-like cartoon story set (9 characters, 3 scenes) in the original Pororo-SV layout"
     if not out: raise ValueError("--out DIR is required: the folder to write the cartoon set to")
     t0 = time.time()
-    root = generate_cartoon(out, n_train=train, n_val=val, n_test=test, size=size, clips_per_episode=clips, seed=seed)
+    root = generate_cartoon(out, n_train=train, n_val=val, n_test=test, size=size, clips_per_episode=clips, seed=seed, overwrite=overwrite)
     info = pororo_info(root)
     print(f"wrote {train} train + {val} val + {test} test stories ({info['clips']} clips) at {size}x{size} to {root} in {time.time() - t0:.1f}s")

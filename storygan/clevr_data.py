@@ -9,6 +9,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+from fastcore.script import Param
 from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
 
 from .core import *
@@ -78,6 +79,8 @@ def generate_clevr(root, # output directory
                    workers:int=None, # processes (None: every core; 0 or 1: this process)
                    progress:bool=True, # progress bar (shown only on a terminal or in a notebook)
                    sentences:str='cumulative', # 'cumulative': frame t's vector names objects 1..t (the paper's); 'new': only object t
+                   overwrite:bool=False, # replace a set another command wrote there (only the files the tool wrote are deleted)
+                   command:str='clevr', # who owns the folder (its manifest says so)
                   ) -> Path:
     "Draw a CLEVR-style story set and write it to `root` in the story dataset format"
     for name, v in (('n_train', n_train), ('n_test', n_test), ('seed', seed)):
@@ -87,22 +90,31 @@ def generate_clevr(root, # output directory
     _check_size(size)
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 0): raise ValueError(f"workers must be >= 0 or None, got {workers!r}")
     root = Path(root)
-    if root.exists() and not root.is_dir(): raise ValueError(f"{root} exists and is not a directory")
-    splits = {}
-    for split, n in (('train', n_train), ('test', n_test)):
-        if n == 0:   # no such split: drop one left by an earlier run
-            shutil.rmtree(root / split, ignore_errors=True); splits[split] = None; continue
-        st = make_stories(n, seed=seed, split=split, size=size, workers=workers, progress=progress)
-        text = st['text'] if sentences == 'cumulative' else new_vectors(st['text'])
-        save_split(root, split, st['images'], text, st['labels'], st['sentences'])
-        splits[split] = n
+    story = CLEVR_T * (size * size * 3 + 4 * (CLEVR_TEXT_DIM + CLEVR_LABEL_DIM))             # bytes of one story's arrays
+    check_memory(2 * max(n_train, n_test) * story, f"{max(n_train, n_test)} stories at {size}x{size}")   # a split in memory, and its copy as it is written
+    with OutputFolder(root, command, 'storygan-stories', overwrite=overwrite) as out:
+        check_disk((n_train + n_test) * story, out.path, f"{n_train} + {n_test} stories at {size}x{size}")
+        splits = {}
+        for split, n in (('train', n_train), ('test', n_test)):
+            if n == 0:   # no such split: drop one this command wrote before
+                out.remove(f'{split}/'); splits[split] = None; continue
+            out.add(f'{split}/', f'.{split}.tmp-{os.getpid()}/', f'.{split}.old-{os.getpid()}/')   # the split, and the folders `save_split` swaps it through
+            st = make_stories(n, seed=seed, split=split, size=size, workers=workers, progress=progress)
+            text = st['text'] if sentences == 'cumulative' else new_vectors(st['text'])
+            save_split(root, split, st['images'], text, st['labels'], st['sentences'])
+            for tmp in (f'.{split}.tmp-{os.getpid()}/', f'.{split}.old-{os.getpid()}/'): out.remove(tmp)   # gone: unlisted
+            splits[split] = n
+        out.add('info.json')
+        _write_info(root, splits, size, seed, sentences)
+    return root
+
+def _write_info(root, splits, size, seed, sentences):
     write_info(root, format='storygan-stories', version=1, source='clevr', T=CLEVR_T, image_size=size,
                text_dim=CLEVR_TEXT_DIM, label_dim=CLEVR_LABEL_DIM, label_names=label_names, splits=splits, seed=seed,
                text_names=text_names, renderer=renderer_key(size), sentences=sentences)
-    return root
 
 # %% ../nbs/03_clevr_data.ipynb #7ab9e6c7
-@command
+@command(limits=dict(train='>= 0', test='>= 0', size='16..1024', seed='0..4294967295', workers='0..1024'))
 def clevr(out:str=None, # output directory (required)
           train:int=10000, # training stories
           test:int=3000, # test stories
@@ -110,15 +122,16 @@ def clevr(out:str=None, # output directory (required)
           seed:int=0, # dataset seed
           workers:int=None, # processes (default: every core)
           quiet:bool=False, # no progress bar
-          sentences:str='cumulative', # 'cumulative' (the paper's: frame t names objects 1..t) or 'new' (frame t names only object t)
+          sentences:Param("'cumulative' (the paper's: frame t names objects 1..t) or 'new' (frame t names only object t)", str, choices=['cumulative', 'new'])='cumulative',
+          overwrite:bool=False, # replace a set another command wrote in --out (files the tool did not write are kept)
          ):
     "Draw a CLEVR-style story set (procedural, offline) in the story dataset format"
     if not out: raise ValueError("--out DIR is required: the folder to write the dataset to")
     t0 = time.time()
-    root = generate_clevr(out, n_train=train, n_test=test, size=size, seed=seed, workers=workers, progress=not quiet, sentences=sentences)
+    root = generate_clevr(out, n_train=train, n_test=test, size=size, seed=seed, workers=workers, progress=not quiet, sentences=sentences, overwrite=overwrite)
     print(f"wrote {train} train + {test} test stories of {CLEVR_T} frames at {size}x{size} to {root} in {time.time() - t0:.1f}s")
 
-@command
+@command(limits=dict(stories='1..100000', size='16..1024', workers='1..1024'))
 def bench_clevr(stories:int=200, # stories to draw per measurement
                 size:int=64, # frame size in pixels
                 workers:int=None, # processes for the parallel measurement (default: every core)

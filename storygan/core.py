@@ -4,7 +4,9 @@
 
 # %% ../nbs/00_core.ipynb #341977eb
 from __future__ import annotations
-import argparse, copy, errno, importlib, os, pkgutil, random, sys, textwrap
+import argparse, contextlib, copy, errno, importlib, json, math, os, pkgutil, random, re, shutil, signal, sys, textwrap
+try: import fcntl                                     # POSIX: folders are locked with flock
+except ImportError: fcntl = None
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,11 @@ from fastcore.docments import docments
 from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['COMMANDS', 'COMMAND_MODULES', 'set_seed', 'default_device', 'to_01', 'stories_to_tensor', 'show_story', 'story_sheet',
-           'save_story_grid', 'atomic_save', 'remove_stale_temp_files', 'output_dir', 'quiet', 'command',
-           'load_modules', 'main']
+__all__ = ['MANIFEST', 'COMMANDS', 'COMMAND_MODULES', 'set_seed', 'default_device', 'open_nofollow', 'atomic_save', 'json_text',
+           'atomic_write', 'remove_stale_temp_files', 'to_01', 'stories_to_tensor', 'show_story', 'story_sheet',
+           'save_story_grid', 'output_dir', 'available_memory', 'check_memory', 'check_disk', 'read_json', 'reading',
+           'parse_device', 'FolderLock', 'read_manifest', 'OutputFolder', 'claim_file', 'quiet', 'command',
+           'load_modules', 'checked', 'main']
 
 # %% ../nbs/00_core.ipynb #b50bda5e
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and CUDA)
@@ -34,6 +38,84 @@ def default_device() -> torch.device:
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #ae7cb410
+def _chain(e:BaseException):
+    "An exception and the ones it was raised from or during"
+    seen = set()
+    while e is not None and id(e) not in seen:
+        yield e; seen.add(id(e)); e = e.__cause__ or e.__context__
+
+def open_nofollow(path, # the file
+                  flags:int=os.O_RDONLY, # os.open flags, e.g. os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                 ) -> int:
+    "`os.open` that refuses a symbolic link at `path` (a ValueError that says so) instead of writing through it"
+    try: return os.open(path, flags | getattr(os, 'O_NOFOLLOW', 0), 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or Path(path).is_symlink():
+            raise ValueError(f"{path} is a symbolic link: files here are written only as plain files, never through a link (remove it)") from None
+        raise
+
+def _new_file(tmp:Path):
+    "A new file `tmp` opened for writing, never through a link (one left at that name is removed first)"
+    if tmp.is_symlink() or tmp.exists(): tmp.unlink()
+    return os.fdopen(open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), 'wb')
+
+def _atomic(path:Path, write):
+    "Call write(f) on a temporary file beside `path`, then `os.replace` it onto `path`; a failed write keeps the old file and says why"
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with _new_file(tmp) as f:
+            write(f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)                          # replaces a link at `path` itself, never its target
+    except (OSError, RuntimeError) as e:
+        cause = next((x for x in _chain(e) if isinstance(x, OSError)), None)
+        if cause is None: raise
+        raise OSError(cause.errno, f"could not write {path}: {cause.strerror or cause}") from None
+    finally:
+        if tmp.exists() and not tmp.is_symlink(): tmp.unlink()
+    return path
+
+def atomic_save(obj, # anything `torch.save` takes
+                path, # the file to write
+               ) -> Path:
+    "`torch.save(obj)` to `path` atomically: a temporary file, then `os.replace`; a failed write keeps the old file and says why"
+    import torch
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+def json_text(obj, # what to write: dicts, lists, numbers, strings
+              **kwargs, # passed to `json.dumps` (default indent=1)
+             ) -> str:
+    "JSON that strict readers accept: NaN and infinities (a score with nothing to count) are written as null"
+    import json, math
+    def finite(o):
+        if isinstance(o, float) and not math.isfinite(o): return None
+        if isinstance(o, dict): return {k: finite(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)): return [finite(v) for v in o]
+        return o
+    return json.dumps(finite(obj), allow_nan=False, **{'indent': 1, **kwargs})
+
+def atomic_write(path, # the file to write
+                 data, # its content: str (written as UTF-8) or bytes
+                ) -> Path:
+    "Write `data` to `path` as `atomic_save` does: whole or not at all, and never through a symbolic link"
+    return _atomic(path, lambda f: f.write(data.encode() if isinstance(data, str) else data))
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_temp_files(path, # a file written by `atomic_save`
+                           ) -> list:
+    "Remove the temporary files that writers of `path` killed mid-write left behind (those of live processes stay)"
+    path, gone = Path(path), []
+    for p in path.parent.glob(f'.{path.name}.*.tmp'):
+        pid = p.name[len(path.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)): p.unlink(missing_ok=True); gone.append(p)
+    return gone
 
 # %% ../nbs/00_core.ipynb #ba0ed45f
 def to_01(x:torch.Tensor, # float images in [-1, 1]
@@ -128,56 +210,15 @@ def save_story_grid(images, # stories: float (B,T,3,H,W) in [-1,1] or uint8 (B,T
                     path, # where to write the PNG
                     scale:int=1, # integer upscaling (nearest) so small frames are easy to see
                    ) -> Path:
-    "Save stories as one PNG, one story per row"
+    "Save stories as one PNG (written atomically, never through a link), one story per row"
     from torchvision.utils import save_image
+    from PIL import Image
     x = to_01(stories_to_tensor(images))
     B, T, C, H, W = x.shape
     if scale > 1: x = x.reshape(B * T, C, H, W).repeat_interleave(scale, -1).repeat_interleave(scale, -2).reshape(B, T, C, H * scale, W * scale)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(x.flatten(0, 1), path, nrow=T, padding=2, pad_value=1.0)
-    return path
-
-# %% ../nbs/00_core.ipynb #ae7cb410
-def _chain(e:BaseException):
-    "An exception and the ones it was raised from or during"
-    seen = set()
-    while e is not None and id(e) not in seen:
-        yield e; seen.add(id(e)); e = e.__cause__ or e.__context__
-
-def atomic_save(obj, # anything `torch.save` takes
-                path, # the file to write
-               ) -> Path:
-    "`torch.save(obj)` to `path` atomically: a temporary file, then `os.replace`; a failed write keeps the old file and says why"
-    import torch
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        cause = next((x for x in _chain(e) if isinstance(x, OSError)), None)
-        if cause is None: raise
-        raise OSError(cause.errno, f"could not write {path}: {cause.strerror or cause}") from None
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
-def _alive(pid:int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def remove_stale_temp_files(path, # a file written by `atomic_save`
-                           ) -> list:
-    "Remove the temporary files that writers of `path` killed mid-write left behind (those of live processes stay)"
-    path, gone = Path(path), []
-    for p in path.parent.glob(f'.{path.name}.*.tmp'):
-        pid = p.name[len(path.name) + 2:-4]
-        if pid.isdigit() and not _alive(int(pid)): p.unlink(missing_ok=True); gone.append(p)
-    return gone
+    fmt = Image.registered_extensions().get(path.suffix.lower(), 'PNG')
+    return _atomic(path, lambda f: save_image(x.flatten(0, 1), f, format=fmt, nrow=T, padding=2, pad_value=1.0))   # whole or not at all
 
 # %% ../nbs/00_core.ipynb #084998ec
 def output_dir(path, # the folder to create or reuse
@@ -194,6 +235,238 @@ def output_dir(path, # the folder to create or reuse
         probe.write_bytes(b''); probe.unlink()
     except OSError as e: raise ValueError(f"{what} {path} cannot be created or written: {e.strerror or e}") from None
     return path
+
+# %% ../nbs/00_core.ipynb #01984272
+def _size(n:float) -> str: return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+def available_memory(device=None, # a torch device; None or a CPU: this machine's memory
+                    ) -> int:
+    "Bytes that can still be allocated: free CUDA memory for a CUDA device, else MemAvailable of /proc/meminfo (or all the memory)"
+    if device is not None and str(device).startswith('cuda'):
+        import torch
+        if torch.cuda.is_available(): return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        for l in Path('/proc/meminfo').read_text().splitlines():
+            if l.startswith('MemAvailable:'): return int(l.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError): return 2**62
+
+def check_memory(nbytes:float, # the estimate
+                 what:str, # what needs it, e.g. '--train 100000 stories at 64x64'
+                 device=None, # where (default: this machine's memory)
+                ):
+    "A ValueError, with the estimate, when `what` needs more memory than is available"
+    have = available_memory(device)
+    if nbytes > have: raise ValueError(f"{what} needs about {_size(nbytes)} of memory, and {_size(have)} is available: ask for less")
+
+def check_disk(nbytes:float, # the estimate
+               folder, # where it goes (an existing folder)
+               what:str, # what it is
+              ):
+    "A ValueError, with the estimate, when `what` needs more disk space than `folder` has free"
+    free = shutil.disk_usage(folder).free
+    if nbytes > free: raise ValueError(f"{what} needs about {_size(nbytes)} of disk space, and {folder} has {_size(free)} free: ask for less")
+
+def read_json(path, # the file
+              what:str=None, # what it should hold, for the message
+             ):
+    "JSON from a file; a ValueError that names the file when it is missing, not text, or not JSON"
+    path = Path(path)
+    if path.exists() and not path.is_file(): raise ValueError(f"{path} is not a file" + (f" ({what})" if what else ''))
+    if not path.is_file(): raise FileNotFoundError(f"{path} is missing" + (f" ({what})" if what else ''))
+    try: return json.loads(path.read_bytes().decode('utf-8'))
+    except UnicodeDecodeError as e: raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError: raise ValueError(f"{path} is nested too deeply to read") from None
+
+@contextlib.contextmanager
+def reading(path, # the data file being read
+           ):
+    "Turn the errors a malformed data file causes while it is read (a wrong type, a missing key, bad bytes) into one ValueError that names it"
+    try: yield
+    except (TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError, OverflowError) as e:
+        raise ValueError(f"{path}: unexpected content ({type(e).__name__}: {e})") from None
+
+def parse_device(device:str, # what the user typed: cpu, cuda, cuda:1, mps; None: the best available
+                ):
+    "A torch.device from a --device flag; a ValueError in the user's words for one torch does not know"
+    import torch
+    if device is None: return default_device()
+    try: return torch.device(device)
+    except (RuntimeError, ValueError): raise ValueError(f"--device {device!r}: expected cpu, cuda, cuda:N or mps") from None
+
+# %% ../nbs/00_core.ipynb #7dffa4cb
+class FolderLock:
+    "An exclusive lock on a folder (its `.lock` file, held with `flock`): a second writer of the same folder fails at once"
+    def __init__(self, folder, # the folder to lock
+                 what:str='the run folder', # how the message names the folder
+                 who:str='another run', # how it names the other writer
+                ): self.path, self.what, self.who, self.f = Path(folder) / '.lock', what, who, None
+    def __enter__(self):
+        if fcntl is None: return self                                   # no flock (Windows): unlocked
+        self.f = os.fdopen(open_nofollow(self.path, os.O_RDWR | os.O_CREAT), 'r+')
+        try: fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.seek(0); holder = self.f.read().strip() or 'another process'; self.f.close(); self.f = None
+            raise ValueError(f"{self.what} {self.path.parent} is in use by {self.who} ({holder}): wait for it to end, or choose another --out") from None
+        self.f.seek(0); self.f.truncate(); self.f.write(f'pid {os.getpid()}'); self.f.flush()
+        return self
+    def __exit__(self, *exc):
+        if self.f is None: return
+        self.f.seek(0); self.f.truncate(); self.f.flush()                  # no stale pid for the next reader
+        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close(); self.f = None
+
+# %% ../nbs/00_core.ipynb #030eaab7
+MANIFEST = '.storygan.json'     # in every folder the tool writes: who owns it, and each file it wrote and by which command
+_BOOKKEEPING = (MANIFEST, '.lock')
+
+def read_manifest(folder, # a folder
+                 ) -> dict:
+    "The folder's manifest: dict(command, kind, files={relative path: [command, kind]}); None where the tool never wrote"
+    p = Path(folder) / MANIFEST
+    if not p.exists() and not p.is_symlink(): return None
+    m = read_json(p, 'the manifest of what the tool wrote here')
+    files = m.get('files') if isinstance(m, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, list) and len(v) == 2 for v in files.values()):
+        raise ValueError(f"{p} is not a manifest of this tool (expected command, kind and files): remove it if the folder is yours")
+    return m
+
+@contextlib.contextmanager
+def _manifest_lock(folder:Path):
+    "A short exclusive lock (flock on the folder itself) around a read-modify-write of its manifest"
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if fcntl is not None: fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally: os.close(fd)
+
+def _update_manifest(folder:Path, change) -> dict:
+    with _manifest_lock(folder):
+        m = read_manifest(folder) or dict(command=None, kind=None, files={})
+        change(m)
+        atomic_write(folder / MANIFEST, json.dumps(m, indent=1))
+    return m
+
+def _inside(folder:Path, rel:str) -> Path:
+    "folder/rel for a manifest entry; None for one that points outside the folder or through a link"
+    r = Path(rel.rstrip('/'))
+    if r.is_absolute() or not r.parts or '..' in r.parts or r.parts[0] in _BOOKKEEPING: return None
+    p = folder
+    for part in r.parts[:-1]:
+        p = p / part
+        if p.is_symlink(): return None
+    return p / r.parts[-1]
+
+def _remove_listed(folder:Path, files:dict, owner:str) -> list:
+    "Delete the files (and folders, entries ending in /) the manifest lists as written by `owner`: never anything else"
+    gone = []
+    for rel, (cmd, kind) in list(files.items()):
+        if cmd != owner: continue
+        p = _inside(folder, rel)
+        if p is None: continue
+        if p.is_dir() and not p.is_symlink() and rel.endswith('/'): shutil.rmtree(p)
+        elif p.is_symlink() or p.is_file(): p.unlink()
+        files.pop(rel); gone.append(rel)
+    return gone
+
+# %% ../nbs/00_core.ipynb #3eb5cb91
+def _covered(files:dict, rel:str) -> bool:
+    "Does the manifest list `rel` itself, or a folder ('name/') that holds it?"
+    parts = rel.rstrip('/').split('/')
+    return rel in files or rel.rstrip('/') in files or any('/'.join(parts[:i]) + '/' in files for i in range(1, len(parts) + 1))
+
+def _listed(files:dict, name:str) -> bool:
+    "Does the manifest list `name` (a top-level entry of the folder), or anything in it?"
+    return any(rel.rstrip('/') == name or rel.startswith(name + '/') for rel in files)
+
+class OutputFolder:
+    "A folder one command owns while it writes: locked against a second writer, its files listed in the folder's manifest"
+    def __init__(self, path, # the folder
+                 command:str, # the command that writes it, e.g. 'clevr'
+                 kind:str, # what it holds, e.g. 'storygan-stories', 'pororo-sv', 'run'
+                 overwrite:bool=False, # take over a folder written by another command, or holding other files (its listed files are deleted; others stay)
+                 fresh:bool=False, # start over: delete what this command wrote here before
+                 what:str='--out', # how the user named the folder
+                 who:str='another writer', # how the lock's message names a second writer
+                 adopt=None, # adopt(folder) -> list of files an older version of the tool wrote there, or None
+                ):
+        self.path, self.command, self.kind, self.overwrite, self.fresh, self.what, self.who, self.adopt = Path(path), command, kind, overwrite, fresh, what, who, adopt
+        self.removed = []
+
+    def __enter__(self):
+        output_dir(self.path, self.what)
+        self.lock = FolderLock(self.path, self.what, self.who).__enter__()
+        try: self._claim()
+        except BaseException: self.lock.__exit__(); raise
+        return self
+
+    def __exit__(self, *exc): self.lock.__exit__()
+
+    def _claim(self):
+        "Refuse the folder unless this command wrote it, or it is empty, or `overwrite`; then list this command as its owner"
+        m = read_manifest(self.path)
+        files = dict(m['files']) if m else {}
+        if m is None and self.adopt is not None and (old := self.adopt(self.path)) is not None:
+            m = dict(command=self.command, kind=self.kind, files={rel: [self.command, self.kind] for rel in old}); files = dict(m['files'])
+        owner = (m['command'], m['kind']) if m and m['command'] else None
+        mine = owner == (self.command, self.kind)
+        theirs = sorted(p.name for p in self.path.iterdir() if p.name not in _BOOKKEEPING and not p.name.startswith('.write-test.')
+                        and not _listed(files, p.name))
+        if not mine and not self.overwrite and (owner or theirs):
+            why = (f"was written by `storygan {owner[0]}` ({owner[1]})" if owner else
+                   f"holds files this tool did not write ({', '.join(theirs[:3])}{', ...' if len(theirs) > 3 else ''})")
+            raise ValueError(f"{self.what} {self.path} {why}: choose another folder, or give --overwrite to replace what the tool "
+                             "wrote there (files it did not write are never deleted)")
+        if owner and (self.fresh or not mine): self.removed = _remove_listed(self.path, files, owner[0])
+        def own(m): m.update(command=self.command, kind=self.kind, files=files)
+        _update_manifest(self.path, own)
+
+    def add(self, *rels) -> list:
+        "List files (or folders, as 'name/') as this command's before writing them; a path the tool did not write is refused"
+        files, new = read_manifest(self.path)['files'], {}
+        for rel in map(str, rels):
+            p = _inside(self.path, rel)
+            if p is None: raise ValueError(f"{rel!r} is not a path inside {self.path}")
+            if (p.exists() or p.is_symlink()) and not _covered(files, rel):
+                raise ValueError(f"{p} exists and was not written by this tool: move it away (even --overwrite keeps files the tool did not write)")
+            new[rel] = [self.command, self.kind]
+        if any(files.get(k) != v for k, v in new.items()): _update_manifest(self.path, lambda m: m['files'].update(new))
+        return [self.path / r.rstrip('/') for r in map(str, rels)]
+
+    def remove(self, rel:str):
+        "Delete a file or folder (`rel`) of this command's: only what the manifest lists as written by it"
+        def change(m):
+            part = {r: v for r, v in m['files'].items() if _covered({rel: 0}, r) or r.rstrip('/') == rel.rstrip('/')}
+            for r in _remove_listed(self.path, part, self.command): m['files'].pop(r); self.removed.append(r)
+        _update_manifest(self.path, change)
+
+def claim_file(path, # the file a command is about to write
+               command:str, # the command, e.g. 'sample'
+               kind:str, # what the file is, e.g. 'picture', 'evaluation'
+               inputs=(), # the command's input files and folders: never written, even with `overwrite`
+               overwrite:bool=False, # replace a file the tool did not write
+               what:str='--out', # how the user named the file
+              ) -> Path:
+    "Check that `command` may write file `path` and list it in its folder's manifest: never an input, never a file the tool did not write unless `overwrite`"
+    path = Path(path)
+    for q in (Path(q) for q in inputs if q):
+        inside = q.is_dir() and path.resolve().is_relative_to(q.resolve()) and path.exists()
+        if (q.exists() and path.exists() and path.resolve() == q.resolve()) or (inside and not _tool_wrote(path, kind)):
+            raise ValueError(f"{what} {path} is {'one of the inputs' if not inside else f'a file of the input folder {q}'}: "
+                             "choose another file (inputs are never overwritten)")
+    output_dir(path.parent, f'the folder of {what}')
+    if path.is_symlink(): raise ValueError(f"{what} {path} is a symbolic link: files are written only as plain files, never through a link")
+    if path.exists() and not path.is_file(): raise ValueError(f"{what} {path} is a folder, not a file")
+    if path.exists() and not overwrite and not _tool_wrote(path, kind):
+        raise ValueError(f"{what} {path} exists and was not written by `storygan {command}`: choose another name, or give --overwrite to replace it")
+    _update_manifest(path.parent, lambda m: m['files'].update({path.name: [command, kind]}))
+    return path
+
+def _tool_wrote(path:Path, kind:str) -> bool:
+    "Does the manifest beside `path` list it as a file of this kind?"
+    m = read_manifest(path.parent)
+    return m is not None and m['files'].get(path.name, [None, None])[1] == kind
 
 # %% ../nbs/00_core.ipynb #cc662bd4
 def quiet() -> bool:
@@ -218,9 +491,11 @@ COMMAND_MODULES = {   # name -> (the module that registers it, its summary): wha
 
 def command(f=None, # the function to register
             name:str=None, # the subcommand's name (default: the function's, underscores as dashes)
+            limits:dict=None, # allowed values of numeric flags, e.g. dict(lr='> 0', n='>= 1', scale='1..64'), checked as they are parsed
            ):
-    "Register `f` as the subcommand `storygan <name>`; its docments become the flags. Also `@command(name='...')`"
-    if f is None: return lambda g: command(g, name)
+    "Register `f` as the subcommand `storygan <name>`; its docments become the flags. Also `@command(name='...', limits=...)`"
+    if f is None: return lambda g: command(g, name, limits)
+    f.__limits__ = dict(limits or {})
     COMMANDS[name or f.__name__.replace('_', '-')] = f
     return f
 
@@ -238,17 +513,47 @@ def _usage() -> str:
     lines = [f'  {n:<{width}}  {s}' for n, s in sorted(table.items())]
     return 'usage: storygan <command> [--help] [options]\n\ncommands:\n' + '\n'.join(lines)
 
+# %% ../nbs/00_core.ipynb #64587713
+def _limit(spec:str) -> list:
+    "'>= 1', '> 0', '0..1', '>= 0, <= 4294967295' -> [(op, number), ...]"
+    out = []
+    for part in spec.split(','):
+        part = part.strip()
+        if '..' in part: lo, hi = part.split('..'); out += [('>=', float(lo)), ('<=', float(hi))]
+        else: op, num = re.fullmatch(r'(>=|<=|>|<)\s*(\S+)', part).groups(); out.append((op, float(num)))
+    return out
+
+_OPS = {'>=': lambda a, b: a >= b, '<=': lambda a, b: a <= b, '>': lambda a, b: a > b, '<': lambda a, b: a < b}
+
+def checked(kind:type, # int or float
+            spec:str=None, # allowed values, e.g. '>= 1', '> 0', '0..1'
+           ):
+    "An argparse type: a number of `kind`, finite, within `spec`; otherwise an error that says what is allowed"
+    def parse(s:str):
+        num = lambda n: f'{int(n)}' if n == int(n) else f'{n:g}'
+        allowed = ('an integer' if kind is int else 'a finite number') + (f" {' and '.join(f'{op} {num(n)}' for op, n in _limit(spec))}" if spec else '')
+        try: v = kind(s)
+        except (ValueError, OverflowError): raise argparse.ArgumentTypeError(f"must be {allowed}, got {s!r}") from None
+        if (kind is float and not math.isfinite(v)) or (spec and not all(_OPS[op](v, n) for op, n in _limit(spec))):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {s!r}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
 # %% ../nbs/00_core.ipynb #722c11d0
 def _parser(f, # a function registered with `@command`
             prog:str, # the program name shown in usage lines
            ) -> argparse.ArgumentParser:
-    "An argparse parser whose flags are `f`'s parameters, spelled with dashes; their docments are the help"
+    "An argparse parser whose flags are `f`'s parameters, spelled with dashes; their docments are the help; numbers are checked by `checked`"
     p = argparse.ArgumentParser(prog=prog, description=f.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    limits = getattr(f, '__limits__', {})
     for k, v in docments(f, full=True, returns=False, eval_str=True).items():
         param = copy.copy(v.anno) if isinstance(v.anno, Param) else Param(v.docment, v.anno)
         param.set_default(v.default)                     # bools become --flag / --no-flag; the help gets "(default: ...)"
         name = ('no-' if param.negated else '') + k.replace('_', '-')
-        p.add_argument(f"{param.pre}{name}", **{**param.kwargs, **({'dest': k} if param.opt else {})})
+        kw = {**param.kwargs, **({'dest': k} if param.opt else {})}
+        if kw.get('type') in (int, float): kw['type'] = checked(kw['type'], limits.get(k))    # finite, and within the command's limits
+        p.add_argument(f"{param.pre}{name}", **kw)
     return p
 
 def _dashes(argv:list, # command-line arguments
@@ -262,10 +567,10 @@ def _dashes(argv:list, # command-line arguments
         out.append(a)
     return out
 
-def _one_line(e:BaseException) -> str:
-    "An error as the user should read it: the message, without errno numbers"
+def _message(e:BaseException) -> str:
+    "An error as the user should read it: the message (every line of it), without errno numbers"
     if isinstance(e, OSError) and e.strerror: return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return str(e).strip() or type(e).__name__
 
 def main(argv=None, # arguments, without the program name; default sys.argv[1:]
         ):
@@ -284,6 +589,6 @@ def main(argv=None, # arguments, without the program name; default sys.argv[1:]
     except (ValueError, OSError, RuntimeError) as e:   # bad input, files and folders, a device or a write that failed
         if os.environ.get('STORYGAN_DEBUG'): raise
         hint = '' if isinstance(e, (ValueError, OSError)) else ' (STORYGAN_DEBUG=1 shows the traceback)'
-        print(f"storygan {name}: error: {_one_line(e)}{hint}", file=sys.stderr); sys.exit(2)
-    except KeyboardInterrupt: sys.exit(130)
+        print(f"storygan {name}: error: {_message(e)}{hint}", file=sys.stderr); sys.exit(2)
+    except KeyboardInterrupt as e: sys.exit(128 + getattr(e, 'signum', signal.SIGINT))   # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
     return 0 if res is None or isinstance(res, (Path, str, dict, list, tuple)) else res

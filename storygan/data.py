@@ -28,11 +28,13 @@ def read_info(root, # dataset directory
     if not root.is_dir(): raise FileNotFoundError(f"dataset directory {root} does not exist")
     p = root / 'info.json'
     if not p.exists(): raise FileNotFoundError(f"{p} is missing: {root} is not a story dataset (make one with `storygan clevr --out {root}`)")
-    try: info = json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{p} is not valid JSON: {e}") from None
+    info = read_json(p)
     if not isinstance(info, dict): raise ValueError(f"{p} must hold a JSON object (T, image_size, text_dim, ...), got a {type(info).__name__}")
     missing = [k for k in ('T', 'image_size', 'text_dim', 'label_dim') if k not in info]
     if missing: raise ValueError(f"{p} lacks the fields {missing}")
+    bad = [f"{k}={info[k]!r}" for k in ('T', 'image_size', 'text_dim', 'label_dim') if type(info[k]) is not int or info[k] < 1]
+    if bad: raise ValueError(f"{p}: T, image_size, text_dim and label_dim must be positive integers, got {', '.join(bad)}")
+    if not isinstance(info.get('splits', {}), dict): raise ValueError(f"{p}: splits must be an object (split name -> stories), got {info['splits']!r}")
     return info
 
 def _load_array(p:Path, mmap:bool=False) -> np.ndarray:
@@ -61,9 +63,8 @@ class StoryDataset(Dataset):
         self.labels = _load_array(d / 'labels.npy').astype(np.float32)
         sp = d / 'sentences.json'
         if not sp.exists(): raise FileNotFoundError(f"{sp} is missing")
-        try: self.sentences = json.loads(sp.read_text())
-        except json.JSONDecodeError as e: raise ValueError(f"{sp} is not valid JSON: {e}") from None
-        if not isinstance(self.sentences, list) or not all(isinstance(s, list) for s in self.sentences):
+        self.sentences = read_json(sp)
+        if not isinstance(self.sentences, list) or not all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in self.sentences):
             raise ValueError(f"{sp} must hold a list of stories, each a list of T sentences, got a {type(self.sentences).__name__}")
         self._check(images, T)
         self._images = images
@@ -283,10 +284,9 @@ def write_info(root, # dataset directory
     "Merge `info` into `root/info.json` (written atomically); returns the merged dict"
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     p = root / 'info.json'
-    cur = json.loads(p.read_text()) if p.exists() else {}
+    cur = read_json(p) if p.exists() else {}
+    if not isinstance(cur, dict): raise ValueError(f"{p} must hold a JSON object, got a {type(cur).__name__}")
     if 'splits' in info: info['splits'] = {k: v for k, v in {**cur.get('splits', {}), **info['splits']}.items() if v is not None}
     cur.update(info)
-    tmp = root / f'.info.json.tmp-{os.getpid()}'
-    tmp.write_text(json.dumps(cur, indent=1))
-    os.replace(tmp, p)
+    atomic_write(p, json.dumps(cur, indent=1))
     return cur

@@ -16,11 +16,12 @@ from fastcore.script import Param
 from .core import *
 from .data import *
 from .story_encoder import check_tensor
-from .runs import check_data_matches
+from .runs import check_data_matches, load_checkpoint
 from .sampling import load_generator, generate_stories
 from .generator import cumulative_vectors
 from .probe import *
 from .probe import _pooled, _to_float, _frames_uint8, _story_arrays, _save_net, _load_net, _data_key
+from .judge import judge_scores
 from .training import autocast_for
 
 # %% auto #0
@@ -426,10 +427,14 @@ def evaluate(ckpt, # a checkpoint written by the trainer (or its run folder)
                frame_index=0 if info.get('format') == 'pororo-sv' else None, seed=seed, generate_seconds=round(time.perf_counter() - t0, 1))
     res['ssim'] = dict(generated=ssim_score(X_hat, X))
     if info.get('source') == 'clevr':
-        prs = probes_for(root, cfg.image_size, probe, progress=progress)        # the shipped pair, or one fitted on the data
+        t1 = time.perf_counter()                                              # the headline: the renderer judge (notebook 13)
+        res['judge'] = dict(generated=judge_scores(X_hat, S), real=judge_scores(X, S))
+        res['judge_seconds'] = round(time.perf_counter() - t1, 1)
+        prs = probes_for(root, cfg.image_size, probe, progress=progress)        # beside it, the shipped pair, or one fitted on the data
         res['probes'] = [dict(generated=probe_scores(probe_read(pr, X_hat, S), S), real=probe_scores(probe_read(pr, X, S), S)) for pr in prs]
-        res['probe'] = res['probes'][0]                                       # the headline figures: the first probe's
+        res['probe'] = res['probes'][0]
         res['probe_spread'] = probe_spread(res['probes'])
+        res['spread'] = probe_spread([res['judge'], *res['probes']])          # every judge: the renderer and the probes
         feat_net, feat_name = prs[0], 'attribute-probe features (not comparable with published FID)'
     else:
         clf = classifier_for(root, cfg.image_size, classifier, inception=inception, normalize=normalize, progress=progress, device=device).to(device or 'cpu')
@@ -450,7 +455,8 @@ def results_table(res:dict, # from `evaluate`
                  ) -> str:
     "The markdown table of an evaluation: one row per metric, generated beside real and their ratio"
     rows = []
-    if 'probe' in res: rows += compare_scores(res['probe']['generated'], res['probe']['real'])
+    if 'judge' in res: rows += compare_scores(res['judge']['generated'], res['judge']['real'])
+    elif 'probe' in res: rows += compare_scores(res['probe']['generated'], res['probe']['real'])
     if 'labels' in res: rows += compare_scores(res['labels']['generated'], res['labels']['real'])
     out = [scores_table(rows, names=dict(char_f1='character F1', frame_acc='frame accuracy (exact match)'))] if rows else []
     if 'labels' in res:
@@ -464,20 +470,24 @@ def results_table(res:dict, # from `evaluate`
         out.append(f"FID reference: the {r['frames']} real frames of all {r['stories']} {r['split']} stories"
                    + (f" (frame {r['frame_index']} of each clip)" if r.get('frame_index') is not None else '')
                    + f", 64×64{', read from the cache' if r['cached'] else ''}; generated: {fid['generated_frames']} frames")
-    if 'probe' in res:
-        bf = res['probe']['generated']['by_frame']
+    head = res.get('judge', res.get('probe'))
+    if head is not None:
+        bf = head['generated']['by_frame']
         out.append('\nby frame position t = 1..T (generated): ' + '; '.join(f"{k} " + ' / '.join('-' if v is None else f"{100 * v:.0f}" for v in vs) for k, vs in bf.items()))
-    if len(res.get('probes', [])) > 1:
-        sp = res['probe_spread']
-        out.append(f"\n{len(res['probes'])} probes (the table is the first's), generated / real, lowest to highest: " + '; '.join(
-            f"{k} {100 * v['generated'][0]:.1f}-{100 * v['generated'][1]:.1f} % ({v['ratio'][0]:.2f}-{v['ratio'][1]:.2f} of real)"
-            for k, v in sp.items() if k in ('object_exact', 'consistency', 'count')))
+    spread = lambda sp: '; '.join(f"{k} {100 * v['generated'][0]:.1f}-{100 * v['generated'][1]:.1f} % ({v['ratio'][0]:.2f}-{v['ratio'][1]:.2f} of real)"
+                                  for k, v in sp.items() if k in ('object_exact', 'consistency', 'count'))
+    if 'judge' in res:
+        out.insert(0, "judged by the renderer (notebook 13): each object re-drawn at its place with every attribute, the best fit kept\n")
+        out.append(f"\n{len(res['probes'])} attribute probe(s) (notebook 12), generated / real, lowest to highest: {spread(res['probe_spread'])}")
+        out.append(f"every judge (the renderer and the probes), lowest to highest: {spread(res['spread'])}")
+    elif len(res.get('probes', [])) > 1:
+        out.append(f"\n{len(res['probes'])} probes (the table is the first's), generated / real, lowest to highest: {spread(res['probe_spread'])}")
     n = '' if res.get('n') is None else f" (--n {res['n']})"
     out.append(f"\n{res['n_stories']} test stories{n} of {res['data']}, checkpoint {res['checkpoint']} (iteration {res['step']}), noise seed {res['seed']}")
     return '\n'.join(out)
 
 # %% ../nbs/14_evaluation.ipynb #9571c0aa
-@command(name='evaluate')
+@command(name='evaluate', limits=dict(n='>= 1', seed='0..4294967295'))
 def evaluate_cmd(ckpt:str=None, # checkpoint written by `storygan train`, or its run folder (required)
                  data:str=None, # dataset folder (default: the one the model was trained on)
                  n:int=None, # test stories to judge (default: all)
@@ -489,13 +499,20 @@ def evaluate_cmd(ckpt:str=None, # checkpoint written by `storygan train`, or its
                  fid_weights:str=None, # FID Inception weights (torch-fidelity's 2015-12-05 file): FID/KID as published papers compute them
                  normalize:Param("the Inception character classifier's input normalization (default: the classifier file's, else imagenet)", str, choices=['imagenet', 'none'])=None,
                  device:str=None, # where to run the generator and the Inception networks (default: cpu)
+                 overwrite:bool=False, # replace an --out file that storygan did not write (inputs are never replaced)
                 ):
-    "Judge a checkpoint's generated test stories beside the real ones: probe scores, SSIM, character F1, FID and KID"
+    "Judge a checkpoint's generated test stories beside the real ones: the renderer judge (CLEVR-style), probe scores, SSIM, character F1, FID and KID"
     if not ckpt: raise ValueError("--ckpt CKPT is required: a checkpoint written by `storygan train`")
+    if device is not None: device = str(parse_device(device))
+    for flag, f in (('--probe', probe), ('--classifier', classifier), ('--inception', inception), ('--fid-weights', fid_weights)):
+        if f is not None and not Path(f).is_file(): raise ValueError(f"{flag} {f}: no such file")
     p = Path(out) if out else Path(ckpt).parent / 'evaluation.json' if Path(ckpt).is_file() else Path(ckpt) / 'evaluation.json'
     if p.is_dir(): raise ValueError(f"--out {p} is a folder: give the JSON file to write, e.g. {p / 'evaluation.json'}")
-    output_dir(p.parent, 'the folder of --out')                          # checked before the evaluation, not after
+    ck_file = Path(ckpt) / 'checkpoint.pt' if Path(ckpt).is_dir() else Path(ckpt)
+    trained_on = (load_checkpoint(ck_file).get('data') or {}).get('root') if ck_file.is_file() else None
+    # checked before the evaluation, not after: never an input (checkpoint, data, weights), never a file storygan did not write
+    claim_file(p, 'evaluate', 'evaluation', inputs=[ckpt, ck_file, data, trained_on, probe, classifier, inception, fid_weights], overwrite=overwrite)
     res = evaluate(ckpt, data, n, seed, probe, classifier, inception, device, fid_weights=fid_weights, normalize=normalize)
-    p.write_text(json.dumps(res, indent=1))
+    atomic_write(p, json_text(res))
     print(results_table(res)); print(f"\nwritten to {p}")
     return res

@@ -25,20 +25,24 @@ __all__ = ['RECIPES', 'BENCH_SETTINGS', 'RUN_NAMES', 'recipe_configs', 'cuda_env
 
 # %% ../nbs/17_train_clevr.ipynb #42cfc086
 RECIPES = dict(   # notebook 17's two choices: (StoryGANConfig overrides, TrainConfig overrides) on top of a preset
-    paper={},     # the preset as the paper built it
-    # + notebook 15's additions as the GPU report measured them (the CPU recipe of the time, lr 4e-4; its later lr 6e-4, fakes
-    # drawn once per iteration and no CoordConv were tuned for 2-core CPUs and not measured on a GPU)
-    recipe=dict(model=dict(aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0), train=dict(lr=4e-4, ema=0.999)),
+    paper={},     # the preset as it is: with `clevr` or `pororo`, the paper's model
+    # the recipe as the GPU report measured it: the four additions the `clevr` preset then had on, and notebook 15's (the CPU
+    # recipe of the time, lr 4e-4; its later lr 6e-4, fakes drawn once per iteration and no CoordConv were tuned for 2-core
+    # CPUs and not measured on a GPU)
+    recipe=dict(model=dict(g_sentence=True, g_hidden=768, g_cond_norm=True, d_projection=True,
+                           aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0),
+                train=dict(lr=4e-4, ema=0.999)),
 )
 
 def recipe_configs(recipe:str, # 'paper' | 'recipe'
                    preset:str='clevr', # model and training preset
                    **train, # TrainConfig overrides (time_limit, amp, ...)
                   ) -> tuple:
-    "(StoryGANConfig overrides, TrainConfig) of `preset` as the paper built it, or with the CPU recipe's additions (notebook 15)"
+    "(StoryGANConfig overrides, TrainConfig) of `preset` as it is, or with the recipe's additions (notebooks 15 and 17)"
     if recipe not in RECIPES: raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
     r = RECIPES[recipe]
     return dict(r.get('model', {})), train_preset(preset, **{**r.get('train', {}), **train})
+
 
 # %% ../nbs/17_train_clevr.ipynb #723d8c73
 def cuda_env() -> dict:
@@ -105,10 +109,11 @@ def judge(G, # a StoryGenerator
           n:int=500, # held-out stories
           seed:int=0, # noise seed
          ) -> dict:
-    "Every probe's scores of the generated and the real frames of the first n test stories, SSIM, and the frames themselves"
+    "The renderer judge's scores (notebook 13) and every probe's of the generated and the real frames of the first n test stories, SSIM, and the frames"
+    from storygan.judge import judge_scores
     val = open_stories(data, 'test', image_size=G.cfg.image_size)
     X, X_hat, S, _ = generate_test_stories(G, val, n, seed)
-    res = dict(n_stories=len(X), ssim=ssim_score(X_hat, X),
+    res = dict(n_stories=len(X), ssim=ssim_score(X_hat, X), judge=dict(generated=judge_scores(X_hat.cpu(), S.cpu()), real=judge_scores(X.cpu(), S.cpu())),
                probes={k: dict(generated=probe_scores(probe_read(p, X_hat, S), S), real=probe_scores(probe_read(p, X, S), S)) for k, p in probes.items()})
     return res, (X, X_hat, S)
 
@@ -184,11 +189,10 @@ def gpu_report(out:str='gpu-report', # folder for report.json, the sample pages 
         model, tc = recipe_configs(name, preset, time_limit=minutes, amp=True, channels_last=True, sample_every=0, ckpt_every=0,
                                    num_workers=workers, device=str(dev))
         run = work / f'run_{name}'
-        shutil.rmtree(run, ignore_errors=True)              # a report always trains afresh
         if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
         set_tf32(True)
         t0 = time.perf_counter()
-        tr = train_storygan(data, run, preset, tc, progress=False, image_size=image_size, **model)
+        tr = train_storygan(data, run, preset, tc, progress=False, restart=True, command='gpu-report', image_size=image_size, **model)   # always afresh
         rows = read_metrics(run)
         r = dict(name=RUN_NAMES[name], model=model, train=dict(lr=tc.lr, ema=tc.ema, story_bs=tc.story_bs, image_bs=tc.image_bs, g_steps=tc.g_steps),
                  iterations=tr.step, seconds=round(time.perf_counter() - t0, 1), train_seconds=round(rows[-1]['time'], 1),

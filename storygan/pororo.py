@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_pororo.ipynb #07a8187c
 from __future__ import annotations
-import csv, json, os, re, shutil, time, zlib
+import codecs, csv, io, json, os, pickle, re, shutil, time, zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,9 @@ from .core import *
 from .data import register_format, item_rng
 
 # %% auto #0
-__all__ = ['CHARACTERS', 'PORORO_T', 'SPLITS', 'load_pickled', 'clip_id', 'save_strip', 'save_pororo', 'read_pororo',
-           'pororo_info', 'PororoSV', 'read_frame', 'frame_item', 'is_pororo', 'hashed_vectors', 'character_labels',
-           'SentenceVectors', 'from_dataset', 'from_model', 'minilm', 'for_data', 'story_condition',
+__all__ = ['CHARACTERS', 'PORORO_T', 'SPLITS', 'TABLES', 'load_pickled', 'clip_id', 'save_strip', 'save_tables', 'save_pororo',
+           'read_pororo', 'pororo_info', 'PororoSV', 'read_frame', 'frame_item', 'is_pororo', 'hashed_vectors',
+           'character_labels', 'SentenceVectors', 'from_dataset', 'from_model', 'minilm', 'for_data', 'story_condition',
            'encode_descriptions']
 
 # %% ../nbs/18_pororo.ipynb #49b64277
@@ -27,12 +27,43 @@ CHARACTERS = ('Pororo', 'Loopy', 'Crong', 'Eddy', 'Poby', 'Petty', 'Tongtong', '
 PORORO_T = 5                                 # frames per story: a clip and its 4 followers
 SPLITS = ('train', 'val', 'test')            # the 3 index arrays of train_seen_unseen_ids.npy, in this order
 
+def _latin1(s, encoding='latin1'):
+    "`_codecs.encode`, as Python 3 spells bytes in protocol-2 pickles; only the latin-1 form"
+    if encoding not in ('latin1', 'latin-1'): raise pickle.UnpicklingError(f'_codecs.encode to {encoding!r}')
+    return codecs.encode(s, 'latin1')
+
+_ALLOWED = {   # every global a pickled numpy array, scalar or dtype names, under each module name numpy has used for it
+    **{(f'numpy{c}.multiarray', '_reconstruct'): np.zeros(0).__reduce__()[0] for c in ('.core', '._core')},
+    **{(f'numpy{c}.multiarray', 'scalar'): np.float64(0).__reduce__()[0] for c in ('.core', '._core')},
+    **{(f'numpy{c}.numeric', '_frombuffer'): np.zeros(1).__reduce_ex__(5)[0] for c in ('.core', '._core')},
+    ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype, ('_codecs', 'encode'): _latin1,
+    ('builtins', 'set'): set, ('builtins', 'frozenset'): frozenset, ('builtins', 'complex'): complex,
+}
+
+class _Refused(pickle.UnpicklingError): pass
+
+class _TableUnpickler(pickle.Unpickler):
+    "An unpickler that builds only numpy arrays, scalars and dtypes, and Python's plain values; any other global is refused"
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED: raise _Refused(f'{module}.{name}')
+        return _ALLOWED[module, name]
+
 def load_pickled(p:Path, # an .npy file
                  what:str, # what it holds (for the messages)
                 ):
-    "An .npy file as copies of Pororo-SV hold them (Python-2 pickles); a 0-d object array (a pickled dict) becomes its object"
+    "An .npy file as copies of Pororo-SV hold them (Python-2 pickles), read without running code; a 0-d object array (a pickled dict) becomes its object"
     if not p.exists(): raise FileNotFoundError(f"{p} is missing ({what})")
-    try: a = np.load(p, allow_pickle=True, encoding='latin1')
+    try:
+        with open(p, 'rb') as f:
+            version = np.lib.format.read_magic(f)
+            header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if header is None: raise ValueError(f".npy format version {version}")
+            shape, fortran, dtype = header(f)
+            a = _TableUnpickler(f, encoding='latin1').load() if dtype.hasobject else None
+        if a is None: a = np.load(p, allow_pickle=False)
+    except _Refused as e:
+        raise ValueError(f"{p} holds a pickled {e}, which no Pororo-SV table holds: refused, and nothing in the file was run "
+                         "(its tables may hold only arrays, numbers, strings, lists and dicts)") from None
     except Exception as e: raise ValueError(f"{p} is corrupt or not a .npy file ({type(e).__name__}: {e})") from None
     return a.item() if isinstance(a, np.ndarray) and a.dtype == object and a.shape == () else a
 
@@ -66,37 +97,69 @@ def _object_array(items) -> np.ndarray:
     return a
 
 # %% ../nbs/18_pororo.ipynb #024c9ba3
+TABLES = 'tables.npz'    # the pickle-free tables of a set this tool writes: clip ids, labels, vectors, descriptions, splits
+
+def _save_npy(p:Path, a:np.ndarray) -> Path:
+    "np.save of a plain (never object) array, written atomically"
+    if a.dtype.hasobject: raise ValueError(f"{p}: object arrays are written only as the original's pickles")
+    buf = io.BytesIO(); np.save(buf, a, allow_pickle=False)
+    return atomic_write(p, buf.getvalue())
+
+def save_tables(root, # dataset folder
+                ids:list, # the clip ids, in order
+                labels, # (C, 9) 0/1 labels
+                vectors:list, # C arrays (n_desc, D): each clip's sentence vectors
+                descriptions:list, # C lists of n_desc strings
+                splits:tuple, # (train, val, test): rows of img_cache4.npy
+               ) -> Path:
+    "Write what the original's pickled dictionaries and splits hold as plain arrays in one .npz, read with allow_pickle=False"
+    n = [len(d) for d in descriptions]
+    if not len(ids) == len(labels) == len(vectors) == len(n) or any(len(v) != k for v, k in zip(vectors, n)):
+        raise ValueError(f"each clip needs its labels and one vector per description: {len(ids)} ids, {len(labels)} labels, "
+                         f"{len(vectors)} vector sets, {len(n)} description lists")
+    buf = io.BytesIO()
+    np.savez(buf, ids=np.array(ids, dtype=str), labels=np.asarray(labels, np.float32).reshape(len(ids), len(CHARACTERS)),
+             vectors=np.concatenate([np.asarray(v, np.float32) for v in vectors]) if ids else np.zeros((0, 128), np.float32),
+             descriptions=np.array([s for d in descriptions for s in d], dtype=str), start=np.cumsum([0] + n).astype(np.int64),
+             **{k: np.asarray(ix, np.int64) for k, ix in zip(SPLITS, splits)})
+    return atomic_write(Path(root) / TABLES, buf.getvalue())
+
 def save_pororo(root, # dataset folder (the strips go in with `save_strip`)
                 clips:dict, # clip id -> dict(labels=(9,) 0/1, descriptions=[str, ...], vectors=(n_desc, D))
                 stories:list, # N lists of 5 clip ids: a story start and its 4 followers
                 splits:tuple, # (train, val, test): lists of rows of `stories`
                 source:dict=None, # written to source.json when given, e.g. {'source': 'cartoon', 'seed': 0}
+                original:bool=False, # the tables as the original's pickled dictionaries (to test the reader on them), not tables.npz
                ) -> Path:
-    "Write the files of the original Pororo-SV layout (all but the strips)"
+    "Write the files of the Pororo-SV layout (all but the strips): the two caches, descriptions.csv, and the tables in tables.npz (or pickled)"
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     if len(splits) != 3: raise ValueError(f"splits must be (train, val, test), got {len(splits)} lists")
-    np.save(root / 'img_cache4.npy', np.array([f'{s[0]}.png'.encode() for s in stories], dtype='S'))
-    np.save(root / 'following_cache4.npy', np.array([[f'{c}.png'.encode() for c in s[1:]] for s in stories], dtype='S').reshape(-1, PORORO_T - 1))
-    np.save(root / 'train_seen_unseen_ids.npy', _object_array([np.asarray(ix, dtype=np.int64) for ix in splits]))
-    np.save(root / 'labels.npy', {c: np.asarray(v['labels'], np.float64) for c, v in clips.items()})
-    np.save(root / 'descriptions.npy', {c: list(v['descriptions']) for c, v in clips.items()})
-    np.save(root / 'descriptions_vec.npy', {c: np.asarray(v['vectors'], np.float32) for c, v in clips.items()})
-    counter = {}
-    for c in clips:
-        ep, k = c.rsplit('/', 1)
-        counter[ep + '/'] = max(counter.get(ep + '/', 0), int(k) + 1)
-    np.save(root / 'frames_counter.npy', counter)
-    with open(root / 'descriptions.csv', 'w', newline='') as f:
-        w = csv.writer(f)
-        for c, v in clips.items():
-            for d in v['descriptions']: w.writerow([c.split('/')[1], c.split('/')[2], d])
-    if source is not None: (root / 'source.json').write_text(json.dumps(source, indent=1))
+    _save_npy(root / 'img_cache4.npy', np.array([f'{s[0]}.png'.encode() for s in stories], dtype='S'))
+    _save_npy(root / 'following_cache4.npy', np.array([[f'{c}.png'.encode() for c in s[1:]] for s in stories], dtype='S').reshape(-1, PORORO_T - 1))
+    if original:
+        np.save(root / 'train_seen_unseen_ids.npy', _object_array([np.asarray(ix, dtype=np.int64) for ix in splits]))
+        np.save(root / 'labels.npy', {c: np.asarray(v['labels'], np.float64) for c, v in clips.items()})
+        np.save(root / 'descriptions.npy', {c: list(v['descriptions']) for c, v in clips.items()})
+        np.save(root / 'descriptions_vec.npy', {c: np.asarray(v['vectors'], np.float32) for c, v in clips.items()})
+        counter = {}
+        for c in clips:
+            ep, k = c.rsplit('/', 1)
+            counter[ep + '/'] = max(counter.get(ep + '/', 0), int(k) + 1)
+        np.save(root / 'frames_counter.npy', counter)
+    else: save_tables(root, list(clips), [v['labels'] for v in clips.values()], [v['vectors'] for v in clips.values()],
+                      [list(v['descriptions']) for v in clips.values()], splits)
+    buf = io.StringIO(newline='')
+    w = csv.writer(buf)
+    for c, v in clips.items():
+        for d in v['descriptions']: w.writerow([c.split('/')[1], c.split('/')[2], d])
+    atomic_write(root / 'descriptions.csv', buf.getvalue())
+    if source is not None: atomic_write(root / 'source.json', json.dumps(source, indent=1))
     return root
 
 # %% ../nbs/18_pororo.ipynb #6505c310
 _TABLES = {}
 _FILES = ('img_cache4.npy', 'following_cache4.npy', 'train_seen_unseen_ids.npy', 'labels.npy', 'descriptions.npy',
-          'descriptions_vec.npy', 'descriptions.csv', 'source.json')
+          'descriptions_vec.npy', 'descriptions.csv', 'source.json', TABLES)
 
 def _read_descriptions(root:Path) -> dict:
     "descriptions.npy (id -> list of strings), or else descriptions.csv (rows: episode, clip index, description)"
@@ -104,21 +167,49 @@ def _read_descriptions(root:Path) -> dict:
     if p.exists():
         d = load_pickled(p, 'clip id -> list of descriptions')
         if not isinstance(d, dict): raise ValueError(f"{p} must hold a pickled dict (clip id -> descriptions), got {type(d).__name__}")
-        return {k: [v] if isinstance(v, str) else [str(s) for s in v] for k, v in d.items()}
+        with reading(p): return {str(k): [v] if isinstance(v, str) else [str(s) for s in v] for k, v in d.items()}
     p = root / 'descriptions.csv'
     if not p.exists(): raise FileNotFoundError(f"{root / 'descriptions.npy'} is missing (clip id -> descriptions), and so is {p}")
     out = {}
-    with open(p, newline='', encoding='utf-8', errors='replace') as f:
+    with open(p, newline='', encoding='utf-8', errors='replace') as f, reading(p):
         for row in csv.reader(f):
             if len(row) < 3 or not row[1].strip().isdigit(): continue      # a header or a blank line
             ep = row[0].strip()
             out.setdefault(f"{ep.rsplit('_ep', 1)[0]}/{ep}/{int(row[1])}", []).append(','.join(row[2:]).strip())
     return out
 
-def _read_splits(root:Path, n:int) -> dict:
-    p = root / 'train_seen_unseen_ids.npy'
-    a = load_pickled(p, 'train, val and test rows of img_cache4.npy')
-    parts = list(a) if isinstance(a, (np.ndarray, list, tuple)) else []
+def _read_npz(p:Path) -> dict:
+    "tables.npz as the dictionaries of the original (id -> labels, vectors, descriptions) and its splits"
+    try:
+        with np.load(p, allow_pickle=False) as z: a = {k: z[k] for k in z.files}
+    except Exception as e: raise ValueError(f"{p} is corrupt, or holds objects where plain arrays belong ({type(e).__name__}: {e})") from None
+    missing = [k for k in ('ids', 'labels', 'vectors', 'descriptions', 'start', *SPLITS) if k not in a]
+    if missing: raise ValueError(f"{p} lacks the arrays {missing}")
+    ids, s = [str(c) for c in a['ids']], a['start']
+    if s.ndim != 1 or len(s) != len(ids) + 1 or not np.issubdtype(s.dtype, np.integer) or (np.diff(s) < 0).any() or s[0] != 0 \
+       or s[-1] != len(a['vectors']) or s[-1] != len(a['descriptions']) or len(a['labels']) != len(ids):
+        raise ValueError(f"{p}: ids, labels, start, vectors and descriptions disagree ({len(ids)} ids, {len(a['labels'])} labels, "
+                         f"{len(s)} offsets, {len(a['vectors'])} vectors, {len(a['descriptions'])} descriptions)")
+    rows = [slice(int(s[i]), int(s[i + 1])) for i in range(len(ids))]
+    return dict(labels=dict(zip(ids, a['labels'])), vectors={c: a['vectors'][r] for c, r in zip(ids, rows)},
+                descriptions={c: [str(x) for x in a['descriptions'][r]] for c, r in zip(ids, rows)},
+                files=(p, p, p), splits=[a[k] for k in SPLITS])
+
+def _read_dicts(root:Path) -> dict:
+    "The clips' labels, vectors and descriptions by id, and the files they came from: tables.npz, else the original's pickles"
+    if (root / TABLES).exists(): return _read_npz(root / TABLES)
+    p_lab, p_vec = root / 'labels.npy', root / 'descriptions_vec.npy'
+    labels, vectors = load_pickled(p_lab, 'clip id -> 9 labels'), load_pickled(p_vec, 'clip id -> sentence vectors')
+    for p, d in ((p_lab, labels), (p_vec, vectors)):
+        if not isinstance(d, dict): raise ValueError(f"{p} must hold a pickled dict keyed by clip id, got {type(d).__name__}")
+    return dict(labels=labels, vectors=vectors, descriptions=_read_descriptions(root),
+                files=(p_lab, p_vec, 'descriptions.npy / descriptions.csv'), splits=None)
+
+def _read_splits(root:Path, n:int, parts=None) -> dict:
+    p = root / (TABLES if parts is not None else 'train_seen_unseen_ids.npy')
+    if parts is None:
+        a = load_pickled(p, 'train, val and test rows of img_cache4.npy')
+        parts = list(a) if isinstance(a, (np.ndarray, list, tuple)) else []
     if len(parts) != 3: raise ValueError(f"{p} must hold 3 index arrays (train, val, test), got {len(parts)}")
     out = {}
     for name, ix in zip(SPLITS, parts):
@@ -131,26 +222,24 @@ def _read_splits(root:Path, n:int) -> dict:
     return out
 
 # %% ../nbs/18_pororo.ipynb #9e1490b5
-def _clip_tables(root:Path, ids:list, named:dict) -> dict:
-    "Labels, descriptions and vectors of the clips `ids`, checked; `named[id]` says which file and row named the clip"
-    p_lab, p_vec = root / 'labels.npy', root / 'descriptions_vec.npy'
-    labels_d, vec_d, desc_d = load_pickled(p_lab, 'clip id -> 9 labels'), load_pickled(p_vec, 'clip id -> sentence vectors'), _read_descriptions(root)
-    for p, d in ((p_lab, labels_d), (p_vec, vec_d)):
-        if not isinstance(d, dict): raise ValueError(f"{p} must hold a pickled dict keyed by clip id, got {type(d).__name__}")
+def _clip_tables(root:Path, ids:list, named:dict, d:dict) -> dict:
+    "Labels, descriptions and vectors of the clips `ids` from the dictionaries `d` (`_read_dicts`), checked; `named[id]` says which file and row named the clip"
+    (p_lab, p_vec, p_desc), labels_d, vec_d, desc_d = d['files'], d['labels'], d['vectors'], d['descriptions']
     labels, vectors, descs, dim = np.zeros((len(ids), len(CHARACTERS)), np.float32), [], [], None
     for i, c in enumerate(ids):
         strip = root / f'{c}.png'
         if not strip.exists(): raise FileNotFoundError(f"{strip} is missing: clip {c} is named by {named[c]}")
-        for p, d in ((p_lab, labels_d), (p_vec, vec_d)):
-            if c not in d: raise ValueError(f"{p} has no entry for clip {c} (named by {named[c]})")
-        if c not in desc_d: raise ValueError(f"no description of clip {c} (named by {named[c]}) in descriptions.npy / descriptions.csv")
-        lab = np.asarray(labels_d[c], np.float32).reshape(-1)
+        for p, t in ((p_lab, labels_d), (p_vec, vec_d)):
+            if c not in t: raise ValueError(f"{p} has no entry for clip {c} (named by {named[c]})")
+        if c not in desc_d: raise ValueError(f"no description of clip {c} (named by {named[c]}) in {p_desc}")
+        try: lab, v = np.asarray(labels_d[c], np.float32).reshape(-1), np.asarray(vec_d[c], np.float32)
+        except (TypeError, ValueError) as e: raise ValueError(f"{p_lab} / {p_vec}: clip {c} must have numbers as labels and vectors ({e})") from None
         if lab.size != len(CHARACTERS): raise ValueError(f"{p_lab}: clip {c} has {lab.size} labels, expected {len(CHARACTERS)} ({', '.join(CHARACTERS)})")
-        v = np.asarray(vec_d[c], np.float32)
         v = v[None] if v.ndim == 1 else v
         if v.ndim != 2 or len(v) == 0: raise ValueError(f"{p_vec}: clip {c} must have (n_desc, D) vectors, got shape {v.shape}")
         if dim is None: dim = v.shape[1]
         if v.shape[1] != dim: raise ValueError(f"{p_vec}: clip {c} has {v.shape[1]}-d vectors, other clips {dim}-d")
+        if not (np.isfinite(lab).all() and np.isfinite(v).all()): raise ValueError(f"{p_lab} / {p_vec}: clip {c} has NaN or inf values")
         n = min(len(v), len(desc_d[c]))            # the official loader draws one index into both
         if n == 0: raise ValueError(f"clip {c} has no descriptions")
         labels[i] = lab; vectors.append(v[:n]); descs.append(desc_d[c][:n])
@@ -171,18 +260,20 @@ def read_pororo(root, # a folder in the original Pororo-SV layout
     fol = np.asarray(load_pickled(p_fol, 'the next 4 clips of each story start'))
     if fol.ndim != 2 or fol.shape[1] != PORORO_T - 1: raise ValueError(f"{p_fol} must be (N, {PORORO_T - 1}) clip paths, got shape {fol.shape}")
     if len(fol) != len(starts): raise ValueError(f"{p_img} has {len(starts)} rows but {p_fol} has {len(fol)}: one row per story start in both")
-    splits = _read_splits(root, len(starts))
+    dicts = _read_dicts(root)
+    splits = _read_splits(root, len(starts), dicts['splits'])
     rows = np.unique(np.concatenate(list(splits.values())))          # the stories some split uses
     ids, index, named, stories = [], {}, {}, np.zeros((len(starts), PORORO_T), np.int64)
     for r in rows.tolist():
         for t, x in enumerate([starts[r], *fol[r]]):
-            c = clip_id(x)
+            with reading(p_img if t == 0 else p_fol): c = clip_id(x)
             if c not in index:
                 index[c] = len(ids); ids.append(c)
                 named[c] = f"{p_img.name} row {r}" if t == 0 else f"{p_fol.name} row {r}"
             stories[r, t] = index[c]
-    src = json.loads((root / 'source.json').read_text()) if (root / 'source.json').exists() else {}
-    tab = fc.AttrDict(root=root, ids=ids, stories=stories, splits=splits, source=src, **_clip_tables(root, ids, named))
+    src = read_json(root / 'source.json') if (root / 'source.json').exists() else {}
+    if not isinstance(src, dict): raise ValueError(f"{root / 'source.json'} must hold a JSON object, got a {type(src).__name__}")
+    tab = fc.AttrDict(root=root, ids=ids, stories=stories, splits=splits, source=src, **_clip_tables(root, ids, named, dicts))
     while len(_TABLES) >= 4: _TABLES.pop(next(iter(_TABLES)))      # a few folders' tables at a time
     _TABLES[key] = tab
     return tab
@@ -395,23 +486,23 @@ def encode_descriptions(root, # a folder in the Pororo-SV layout
                         vectors:SentenceVectors, # the encoder
                         batch:int=256, # sentences per call of the encoder
                        ) -> Path:
-    "A copy of `root` whose descriptions_vec.npy holds `vectors` of every description (train a new model on it)"
+    "A copy of `root` whose tables hold `vectors` of every description (train a new model on it); it needs no pickle to read"
     root, out = Path(root), Path(out)
     tab = read_pororo(root)
     if out.resolve() == root.resolve(): raise ValueError(f"out must be a new folder, not {root} itself")
     out.mkdir(parents=True, exist_ok=True)
     for p in root.iterdir():
         q = out / p.name
-        if p.is_dir():
-            if not q.exists(): q.symlink_to(p.resolve(), target_is_directory=True)
-        elif p.suffix in ('.npy', '.csv') and p.name != 'descriptions_vec.npy': shutil.copy2(p, q)
+        if p.is_dir() and not q.exists(): q.symlink_to(p.resolve(), target_is_directory=True)
+    for name, what in (('img_cache4.npy', 'story starts'), ('following_cache4.npy', 'the next 4 clips of each story start')):   # as plain byte strings
+        paths = np.asarray(load_pickled(root / name, what))
+        _save_npy(out / name, np.array([f'{clip_id(x)}.png'.encode() for x in paths.reshape(-1)], dtype='S').reshape(paths.shape))
     flat = [s for ds in tab.descriptions for s in ds]
     v = np.concatenate([vectors(flat[i:i + batch]) for i in range(0, len(flat), batch)]) if flat else np.zeros((0, vectors.dim))
-    vecs, i = {}, 0
-    for c, ds in zip(tab.ids, tab.descriptions): vecs[c], i = v[i:i + len(ds)], i + len(ds)
-    np.save(out / 'descriptions_vec.npy', vecs)
+    start = np.cumsum([0] + [len(ds) for ds in tab.descriptions])
+    save_tables(out, tab.ids, tab.labels, [v[a:b] for a, b in zip(start[:-1], start[1:])], tab.descriptions, [tab.splits[k] for k in SPLITS])
     src = dict(tab.source, vectors=dict(kind='hashed', **_hashed_params(vectors)) if vectors.name.startswith('hashed') else dict(kind='other', name=vectors.name))
-    (out / 'source.json').write_text(json.dumps(src, indent=1))
+    atomic_write(out / 'source.json', json.dumps(src, indent=1))
     return out
 
 def _hashed_params(v:SentenceVectors) -> dict:

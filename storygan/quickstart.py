@@ -21,8 +21,8 @@ from .bench import machine_info, machine_line
 from fastcore.script import Param
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'HEADLINE', 'KEEP_EVERY', 'quickstart_pictures', 'headline', 'quickstart_summary', 'expected_ratio',
-           'quickstart', 'tiny_checkpoint']
+__all__ = ['QUICKSTART', 'HEADLINE', 'KEEP_EVERY', 'quickstart_pictures', 'headline_scores', 'headline', 'quickstart_summary',
+           'expected_ratio', 'quickstart', 'tiny_checkpoint']
 
 # %% ../nbs/15_quickstart.ipynb #dc0fab4a
 QUICKSTART = dict(
@@ -43,7 +43,7 @@ QUICKSTART = dict(
 )
 
 # %% ../nbs/15_quickstart.ipynb #e6bc1649
-def _quickstart_data(data:Path, q:dict, seed:int, workers) -> Path:
+def _quickstart_data(data:Path, q:dict, seed:int, workers, overwrite:bool=False) -> Path:
     "Draw the quickstart's story set into `data` unless the same one is already there"
     from storygan.clevr_data import generate_clevr
     try: have = data_info(data)
@@ -51,7 +51,8 @@ def _quickstart_data(data:Path, q:dict, seed:int, workers) -> Path:
     want = dict(splits=dict(train=q['n_train'], test=q['n_test']), image_size=q['size'], seed=seed)
     if any(have.get(k) != v for k, v in want.items()):
         print(f"drawing {q['n_train']} + {q['n_test']} CLEVR-style stories ({q['size']}x{q['size']}) into {data}", flush=True)
-        generate_clevr(data, n_train=q['n_train'], n_test=q['n_test'], size=q['size'], seed=seed, workers=workers, progress=not quiet())
+        generate_clevr(data, n_train=q['n_train'], n_test=q['n_test'], size=q['size'], seed=seed, workers=workers, progress=not quiet(),
+                       command='quickstart', overwrite=overwrite)
     return data
 
 def quickstart_pictures(G, # a trained StoryGenerator
@@ -64,7 +65,7 @@ def quickstart_pictures(G, # a trained StoryGenerator
     import matplotlib.pyplot as plt
     out = Path(out)
     val = open_stories(data, 'test')
-    b = collate_stories([val[i] for i in range(n)])
+    b = collate_stories([val[i] for i in range(min(n, len(val)))])
     X_hat = generate_stories(G, b['text'], seed)
     p1 = out / 'quickstart.png'
     plt.close(story_sheet(b['images'], X_hat, b['sentences'], p1, title='held-out stories: real frames above the generated ones'))
@@ -80,10 +81,16 @@ def quickstart_pictures(G, # a trained StoryGenerator
 # %% ../nbs/15_quickstart.ipynb #307b8f1f
 HEADLINE = ('found', 'count', 'color', 'object_exact', 'consistency')
 
+def headline_scores(res:dict, # from `evaluate`
+                   ) -> tuple:
+    "The (generated, real) scores the headline figures come from: the renderer judge's (notebook 13), else the first probe's"
+    h = res['judge'] if 'judge' in res else res['probe']
+    return h['generated'], h['real']
+
 def headline(res:dict, # from `evaluate`
             ) -> str:
-    "The quickstart's figures: per frame position, and object-exact and consistency against the real frames"
-    g, r = res['probe']['generated'], res['probe']['real']
+    "The quickstart's figures by the renderer judge: per frame position, and object-exact and consistency against the real frames"
+    g, r = headline_scores(res)
     bf = g['by_frame']
     lines = [f"{'t':>26}" + ''.join(f"{t + 1:>7}" for t in range(len(bf['found'])))]
     for k, name in (('found', 'object found at its place'), ('count', 'object count right'), ('color', 'color right'), ('object_exact', 'object exact')):
@@ -98,15 +105,15 @@ def quickstart_summary(res:dict, # from `evaluate`
                        seconds:float, # wall time of the whole command
                        iterations:int, # training iterations done
                       ) -> dict:
-    "The figures the quickstart is judged by (what `quickstart.json` holds)"
-    g, r = res['probe']['generated'], res['probe']['real']
+    "The figures the quickstart is judged by (what `quickstart.json` holds): the renderer judge's, and the spread of every judge"
+    g, r = headline_scores(res)
     ratio = lambda k: g[k] / r[k] if r[k] else float('nan')
-    return dict(seed=seed, seconds=round(seconds, 1), iterations=iterations, n_stories=res['n_stories'],
+    return dict(seed=seed, seconds=round(seconds, 1), iterations=iterations, n_stories=res['n_stories'], judge='renderer' if 'judge' in res else 'probe',
                 **{k: g[k] for k in ('found', 'count', 'color', 'shape', 'material', 'size', 'object_exact', 'new_exact', 'consistency')},
                 real_object_exact=r['object_exact'], real_consistency=r['consistency'],
                 object_exact_ratio=ratio('object_exact'), consistency_ratio=ratio('consistency'),
                 **{f'{k}_by_frame': g['by_frame'][k] for k in ('found', 'count', 'color', 'object_exact')}, ssim=res['ssim']['generated'],
-                probe_spread=res.get('probe_spread'))
+                probe_spread=res.get('probe_spread'), spread=res.get('spread'))
 
 # %% ../nbs/15_quickstart.ipynb #27005d4e
 def expected_ratio(iterations:int, # iterations a run does
@@ -147,18 +154,21 @@ class _Keep:
     "Keep a copy of the checkpoint written at each of `steps`"
     def __init__(self, steps:list, run:Path): self.steps, self.run = set(steps), Path(run)
     def __call__(self, tr, stats):
-        if tr.step in self.steps: shutil.copy(self.run / 'checkpoint.pt', self.run / f'checkpoint_{tr.step}.pt')
+        if tr.step in self.steps:                                         # listed in the run's manifest: the next quickstart replaces it
+            atomic_write(claim_file(self.run / f'checkpoint_{tr.step}.pt', 'quickstart', 'checkpoint'), (self.run / 'checkpoint.pt').read_bytes())
 
 def _curve_point(n:int, res:dict) -> dict:
-    g, r = res['probe']['generated'], res['probe']['real']
+    g, r = headline_scores(res)
+    pr = res.get('probe_spread', {}).get('object_exact', {}).get('ratio')
     return dict(iterations=n, object_exact=g['object_exact'], consistency=g['consistency'], count_min=min(g['by_frame']['count']),
-                object_exact_ratio=g['object_exact'] / r['object_exact'], consistency_ratio=g['consistency'] / r['consistency'])
+                object_exact_ratio=g['object_exact'] / r['object_exact'], consistency_ratio=g['consistency'] / r['consistency'],
+                probes_object_exact_ratio=pr)
 
 def _judge_kept(run:Path, data:Path, seed:int, steps:list) -> list:
-    "The probe's figures for each kept checkpoint"
+    "The renderer judge's figures (and the probes' beside them) for each kept checkpoint"
     return [_curve_point(n, evaluate(run / f'checkpoint_{n}.pt', data, seed=seed)) for n in steps]
 
-@command
+@command(limits=dict(iterations='>= 1', minutes='> 0', train_stories='>= 1', test_stories='>= 1', workers='0..1024', seed='0..4294967295'))
 def quickstart(out:str='runs/quickstart', # folder for the data, the run and the pictures
                iterations:int=None, # training iterations (default: QUICKSTART['iterations']): they, not the clock, decide the quality
                minutes:float=None, # cap on training time; the run stops early, with a warning of what that costs (default: none)
@@ -169,6 +179,7 @@ def quickstart(out:str='runs/quickstart', # folder for the data, the run and the
                seed:int=0, # random seed (data, weights, noise)
                device:str=None, # default: the best available
                keep_at:str=None, # also keep G after these iterations (multiples of 250, e.g. "250,500,1000") and judge each: the quality curve
+               overwrite:bool=False, # take over an --out folder another command wrote (only the files the tool wrote are deleted)
               ):
     "Draw a small CLEVR-style set, train the tiny StoryGAN on it for the recipe's iterations and judge its held-out stories"
     over = dict(iterations=iterations, minutes=minutes, n_train=train_stories, n_test=test_stories)
@@ -176,28 +187,34 @@ def quickstart(out:str='runs/quickstart', # folder for the data, the run and the
     for k, flag in (('iterations', '--iterations'), ('n_train', '--train-stories'), ('n_test', '--test-stories'), ('minutes', '--minutes')):
         if q[k] is not None and not q[k] > 0: raise ValueError(f"{flag} must be > 0, got {q[k]}")
     keep = _keep_steps(keep_at, q['iterations'])
-    out = output_dir(out); t0 = time.perf_counter()
+    if device is not None: device = str(parse_device(device))
+    with OutputFolder(out, 'quickstart', 'quickstart', overwrite=overwrite, what='--out') as folder:   # locked; what is not the tool's is kept
+        folder.add('data/', 'run/', 'quickstart.png', 'conditioning.png', 'quickstart.json')
+        return _quickstart(Path(out), q, keep, amp, workers, seed, device, overwrite)
+
+def _quickstart(out:Path, q:dict, keep:list, amp:str, workers, seed:int, device, overwrite:bool) -> Path:
+    t0 = time.perf_counter()
     m = machine_info()
     print(f"this machine: {machine_line(m)}; mixed precision {amp} ({'on' if (amp == 'on' or (amp == 'auto' and m['bf16_fast'])) else 'off'})", flush=True)
-    data, run = _quickstart_data(out / 'data', q, seed, workers), out / 'run'
+    data, run = _quickstart_data(out / 'data', q, seed, workers, overwrite), out / 'run'
     t_data = time.perf_counter() - t0
     probes_for(data, q['size'], progress=not quiet())                    # the shipped probes (one fitted here if the renderer changed)
-    if (run / 'config.json').exists(): shutil.rmtree(run)    # a quickstart always trains afresh
     tc = train_preset('tiny', **{**dict(steps=q['iterations'], lr=q['lr'], sample_every=500, ckpt_every=KEEP_EVERY), **q['train'],
                                  'seed': seed, 'device': device, 'amp': amp, 'time_limit': q['minutes']})
     print(f"training the tiny StoryGAN for {q['iterations']:,} iterations" + (f" (at most {q['minutes']:g} minutes)" if q['minutes'] else ''), flush=True)
     t1 = time.perf_counter()
-    tr = train_storygan(data, run, 'tiny', tc, callbacks=[_Forecast(q['iterations'], q['minutes']), _Keep(keep, run)], image_size=q['size'], **q['model'])
+    tr = train_storygan(data, run, 'tiny', tc, callbacks=[_Forecast(q['iterations'], q['minutes']), _Keep(keep, run)],
+                        restart=True, overwrite=overwrite, command='quickstart', image_size=q['size'], **q['model'])   # always afresh
     t_train, t2 = time.perf_counter() - t1, time.perf_counter()
     res = evaluate(run / 'checkpoint.pt', data, seed=seed)
-    (run / 'evaluation.json').write_text(json.dumps(res, indent=1))
+    atomic_write(claim_file(run / 'evaluation.json', 'quickstart', 'evaluation'), json_text(res))
     p1, p2 = quickstart_pictures(load_generator(run / 'checkpoint.pt')[0], data, out, seed)
     dt = time.perf_counter() - t0
     summ = quickstart_summary(res, seed, dt, tr.step)
     summ.update(machine=m, amp=tr.use_amp, data_seconds=round(t_data, 1), train_seconds=round(t_train, 1), evaluate_seconds=round(time.perf_counter() - t2, 1),
                 seconds_per_iteration=round(t_train / max(tr.step, 1), 4))
     if keep: summ['curve'] = _judge_kept(run, data, seed, [n for n in keep if n <= tr.step]) + [_curve_point(tr.step, res)]
-    (out / 'quickstart.json').write_text(json.dumps(summ, indent=1))
+    atomic_write(out / 'quickstart.json', json_text(summ))
     print(f"\n{dt:.0f} s ({t_data:.0f} s drawing the data, {t_train:.0f} s training {tr.step:,} iterations, {time.perf_counter() - t2:.0f} s judging). "
           f"Held-out stories, real above generated: {p1}  (also {p2.name})\n")
     print(results_table(res)); print(); print(headline(res))

@@ -5,8 +5,6 @@
 # %% ../nbs/09_runs.ipynb #0029188a
 from __future__ import annotations
 import contextlib, copy, enum, json, os, random, signal, sys, threading, time
-try: import fcntl                                     # POSIX: run folders are locked with flock
-except ImportError: fcntl = None
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,9 +23,9 @@ from .generator import *
 from .training import *
 
 # %% auto #0
-__all__ = ['RESUMABLE_FIELDS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_diff',
+__all__ = ['RESUMABLE_FIELDS', 'STOP_SIGNALS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_diff',
            'ResumableSampler', 'make_loader', 'generate_stories', 'real_above_fake', 'read_metrics', 'plot_metrics',
-           'ddp_setup', 'RunLock', 'check_data_matches', 'StopReason', 'train_storygan', 'Run', 'train']
+           'ddp_setup', 'Interrupted', 'check_data_matches', 'StopReason', 'train_storygan', 'Run', 'train']
 
 # %% ../nbs/09_runs.ipynb #320035e1
 def rng_state() -> dict:
@@ -167,7 +165,11 @@ def read_metrics(run_dir, # a run folder
     "The metrics log of a run: one dict per logged iteration"
     p = Path(run_dir) / 'metrics.jsonl'
     if not p.exists(): raise FileNotFoundError(f"no metrics log at {p}")
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+    with os.fdopen(open_nofollow(p), 'rb') as f, reading(p):                # a link planted at the log is refused, not followed
+        try: rows = [json.loads(l) for l in f.read().decode('utf-8').splitlines() if l.strip()]
+        except json.JSONDecodeError as e: raise TypeError(f'a line is not JSON ({e})') from None
+        if not all(isinstance(r, dict) and isinstance(r.get('step'), int) for r in rows): raise TypeError('each line must be a JSON object with an integer step')
+    return rows
 
 def plot_metrics(run_dir, # a run folder
                  smooth:int=20, # moving-average window (iterations)
@@ -204,35 +206,25 @@ def ddp_setup() -> tuple:
         dist.init_process_group(backend)
     return rank, world, local
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ('SIGINT', 'SIGTERM', 'SIGHUP') if hasattr(signal, n))   # Ctrl-C, `kill`/schedulers, a closed terminal
+
+class Interrupted(KeyboardInterrupt):
+    "A run stopped by a signal; `signum` says which (the command's exit status is 128 + signum)"
+    def __init__(self, signum:int=signal.SIGINT): super().__init__(signal.Signals(signum).name); self.signum = int(signum)
+
 class _Interrupts:
-    "The first Ctrl-C sets `requested` (stop after this iteration); a second one raises KeyboardInterrupt at once"
-    def __init__(self): self.requested, self.old = False, None
+    "The first stop signal (SIGINT, SIGTERM, SIGHUP) sets `requested` (stop after this iteration); a second one raises `Interrupted` at once"
+    def __init__(self): self.requested, self.signum, self.old = False, None, {}
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.getsignal(signal.SIGINT); signal.signal(signal.SIGINT, self._handler)
+            for s in STOP_SIGNALS: self.old[s] = signal.getsignal(s); signal.signal(s, self._handler)
         return self
     def _handler(self, sig, frame):
-        if self.requested: raise KeyboardInterrupt
-        self.requested = True
+        if self.requested: raise Interrupted(sig)
+        self.requested, self.signum = True, sig
     def __exit__(self, *exc):
-        if self.old is not None: signal.signal(signal.SIGINT, self.old)
-
-class RunLock:
-    "An exclusive lock on a run folder (its `.lock` file, held with `flock`): a second run writing into the same folder fails at once"
-    def __init__(self, folder): self.path, self.f = Path(folder) / '.lock', None
-    def __enter__(self):
-        if fcntl is None: return self                                   # no flock (Windows): unlocked
-        self.f = open(self.path, 'a+')
-        try: fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.seek(0); who = self.f.read().strip() or 'another process'; self.f.close(); self.f = None
-            raise ValueError(f"the run folder {self.path.parent} is in use by another run ({who}): wait for it to end, or choose another --out") from None
-        self.f.seek(0); self.f.truncate(); self.f.write(f'pid {os.getpid()}'); self.f.flush()
-        return self
-    def __exit__(self, *exc):
-        if self.f is None: return
-        self.f.seek(0); self.f.truncate(); self.f.flush()                  # no stale pid for the next reader
-        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close(); self.f = None
+        for s, h in self.old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self.old = {}
 
 def check_data_matches(data_fields:dict, # T, text_dim, label_dim of a dataset
                        model_cfg:dict, # a model config (as a dict)
@@ -247,20 +239,23 @@ class StopReason(enum.Enum):
     "Why a run's loop ends"
     DONE = 'done'                  # the iterations asked for (`steps`, or `epochs` of the story loader) are done
     TIME_LIMIT = 'time limit'      # this call has run for `time_limit` minutes
-    INTERRUPTED = 'interrupted'    # Ctrl-C: the run stops after the current iteration, writes a checkpoint, raises KeyboardInterrupt
+    INTERRUPTED = 'interrupted'    # Ctrl-C, SIGTERM or SIGHUP: the run stops after the current iteration, writes a checkpoint, raises `Interrupted`
 
 def train_storygan(data, # dataset folder (the story dataset format, or another registered layout)
                    out, # run folder: config.json, checkpoint.pt, metrics.jsonl, samples/
-                   preset:str='tiny', # model preset: tiny | clevr | pororo
+                   preset:str='tiny', # model preset: tiny | paper_tiny | clevr | pororo
                    tcfg:TrainConfig=None, # training settings; None: `train_preset(preset)`
                    resume:bool=False, # continue the run in `out` from its checkpoint
                    callbacks=(), # callables cb(trainer, stats) run after every iteration
                    progress:bool=None, # progress bar; None: in a terminal or notebook, and not under CI
+                   restart:bool=False, # start over: delete the run `command` wrote in `out` before (never other files)
+                   overwrite:bool=False, # take over a folder written by another command or holding other files (only the tool's files are deleted)
+                   command:str='train', # who owns the run folder (its manifest says so): a quickstart never replaces a `train` run
                    **overrides, # StoryGANConfig fields overriding the preset (e.g. image_size=64)
                   ) -> StoryGANTrainer:
     "Train StoryGAN on the stories in `data` (Algorithm 1); checkpoints, metrics and sample grids go to `out`"
-    run = Run(data, out, preset, tcfg or train_preset(preset), callbacks, progress, overrides)
-    with run:                                        # the folder locked, Ctrl-C turned into a stop, a checkpoint on the way out
+    run = Run(data, out, preset, tcfg or train_preset(preset), callbacks, progress, overrides, dict(restart=restart, overwrite=overwrite, command=command))
+    with run:                                        # the folder claimed and locked, stop signals turned into a stop, a checkpoint on the way out
         tr = run.start(resume)                       # the trainer, from the checkpoint when resuming
         while (stop := run.stop_reason()) is None:
             story, image = run.batches()             # a story minibatch and an image minibatch
@@ -272,7 +267,7 @@ def train_storygan(data, # dataset folder (the story dataset format, or another 
 # %% ../nbs/09_runs.ipynb #3040eeca
 class Run:
     "The bookkeeping of `train_storygan`: the folder and its lock, the loaders, the log, sample grids, checkpoints, the stop reasons"
-    def __init__(self, data, out, preset:str, tc:TrainConfig, callbacks=(), progress:bool=None, overrides:dict=None):
+    def __init__(self, data, out, preset:str, tc:TrainConfig, callbacks=(), progress:bool=None, overrides:dict=None, owner:dict=None):
         self.data, self.out, self.preset, self.tc, self.callbacks = Path(data), Path(out), preset, tc, list(callbacks)
         self.rank, self.world, _ = ddp_setup()
         self.main = self.rank == 0
@@ -284,10 +279,16 @@ class Run:
         self.ck_path, self.log = self.out / 'checkpoint.pt', self.out / 'metrics.jsonl'
         self.bars = self.main and ((not quiet()) if progress is None else progress)
         self.tr, self.clean, self.last_ckpt, self.bar = None, True, None, None
+        self.owner = {**dict(restart=False, overwrite=False, command='train'), **(owner or {})}
 
     def __enter__(self):
-        self._lock = RunLock(self.out) if self.main else contextlib.nullcontext()
+        o = self.owner
+        self._lock = OutputFolder(self.out, o['command'], 'run', overwrite=o['overwrite'], fresh=o['restart'], what='the run folder',
+                                  who='another run', adopt=_older_run) if self.main else contextlib.nullcontext()
         self._lock.__enter__()
+        if self.main:
+            try: self._lock.add('config.json', 'checkpoint.pt', 'metrics.jsonl', 'samples/')
+            except BaseException: self._lock.__exit__(); raise
         self._intr = _Interrupts().__enter__()
         if self.main: remove_stale_temp_files(self.ck_path)
         return self
@@ -299,8 +300,18 @@ class Run:
             self._intr.__exit__(); self._lock.__exit__(None, None, None)
         return False
 
+    def _append(self, line:str):
+        "Append a line to metrics.jsonl, never through a link"
+        with os.fdopen(open_nofollow(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 'a') as f: f.write(line)
+
     def say(self, msg:str):
         if self.main and not self.bars: print(msg, flush=True)
+
+# %% ../nbs/09_runs.ipynb #1b49eeb4
+def _older_run(folder:Path) -> list:
+    "The files of a run folder that an earlier version of `train` wrote without a manifest: it still resumes"
+    if not (folder / 'checkpoint.pt').is_file() or (folder / 'checkpoint.pt').is_symlink(): return None
+    return [n for n in ('config.json', 'checkpoint.pt', 'metrics.jsonl', 'samples/') if (folder / n.rstrip('/')).exists()]
 
 # %% ../nbs/09_runs.ipynb #510a4baf
 @patch
@@ -310,7 +321,8 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
     if resume:
         ck = load_checkpoint(self.ck_path)
         check_data_matches(self.fields, ck['model_cfg'], f'checkpoint {self.ck_path}')
-    elif self.ck_path.exists(): raise ValueError(f"{self.out} already holds a run ({self.ck_path}): resume it (resume=True, --resume) or choose another folder")
+    elif self.ck_path.exists(): raise ValueError(f"{self.out} already holds a run ({self.ck_path}): resume it (resume=True, --resume), start it over "
+                                                 "(restart=True, --overwrite) or choose another folder")
     ds = open_stories(self.data, 'train', image_size=self.cfg.image_size, train=True)
     ids = ImageDataset(ds)
     val = open_stories(self.data, 'test', image_size=self.cfg.image_size) if 'test' in self.info.get('splits', {}) else ds
@@ -318,6 +330,9 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
     if self.spe < 1: raise ValueError(f"story_bs={tc.story_bs} x {self.world} processes is more than the {len(ds)} training stories")
     if len(ids) < tc.image_bs * self.world: raise ValueError(f"image_bs={tc.image_bs} x {self.world} processes is more than the {len(ids)} training frames")
     self.total = tc.steps or tc.epochs * self.spe
+    frames = tc.story_bs * self.cfg.T + tc.image_bs                          # a step holds about 100x its input frames' bytes (measured, tiny to clevr)
+    check_memory(100 * frames * 3 * self.cfg.image_size ** 2 * 4, f"a training step of story_bs={tc.story_bs} and image_bs={tc.image_bs} "
+                 f"at {self.cfg.image_size}x{self.cfg.image_size}", tc.device or default_device())
     self.tr = tr = StoryGANTrainer(self.cfg, tc, self.spe, rank=self.rank, world_size=self.world)
     if ck is not None:
         tr.load_state_dict(ck)
@@ -332,9 +347,9 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
     idx = np.linspace(0, len(val) - 1, min(tc.n_samples, len(val))).round().astype(int)
     self.fixed = collate_stories([val[int(i)] for i in idx])                # the same validation stories in every grid
     if self.main:
-        (self.out / 'config.json').write_text(json.dumps(dict(model=asdict(self.cfg), train=asdict(tc), data=str(self.data), world_size=self.world), indent=1))
-        keep = [l for l in self.log.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= tr.step] if resume and self.log.exists() else []
-        self.log.write_text(''.join(l + '\n' for l in keep))                 # a resumed run drops lines logged after its checkpoint
+        atomic_write(self.out / 'config.json', json.dumps(dict(model=asdict(self.cfg), train=asdict(tc), data=str(self.data), world_size=self.world), indent=1))
+        keep = [json.dumps(r) for r in read_metrics(self.out) if r['step'] <= tr.step] if resume and self.log.exists() else []
+        atomic_write(self.log, ''.join(l + '\n' for l in keep))             # a resumed run drops lines logged after its checkpoint
     tr.run_dir, tr.last_sample = self.out, None
     if self.bars: self.bar = progress_bar(range(self.total), leave=False); self.bar.update(tr.step)
     self.say(f"training {self.preset} ({self.cfg.image_size}x{self.cfg.image_size}, T={self.cfg.T}) for {self.total} iterations ({self.spe} per epoch) "
@@ -381,7 +396,7 @@ def record(self:Run, stats:dict):
     if self.main and (tr.step % tc.log_every == 0 or tr.step == self.total):
         row = dict(step=tr.step, epoch=round(tr.step / self.spe, 4), lr_G=self.lrs['lr_G'], lr_D=self.lrs['lr_D_I'], **stats, step_time=dt,
                    data_time=self.data_time, images_per_s=(tc.story_bs * cfg.T + tc.image_bs) * self.world / dt, time=now - self.t0)
-        with open(self.log, 'a') as f: f.write(json.dumps(row) + '\n')
+        self._append(json.dumps(row) + '\n')
     if self.bar is not None: self.bar.update(tr.step); self.bar.comment = _brief(stats)
     if tc.sample_every and tr.step % tc.sample_every == 0:
         self.sample(); self.say(f"iteration {tr.step}/{self.total}  {_brief(stats)}  {now - self.t0:.0f}s")
@@ -398,6 +413,7 @@ def sample(self:Run):
     "The sample grid of the fixed validation stories, real above generated (rank 0)"
     if not self.main: return
     X_hat = generate_stories(self.tr.drawer, self.fixed['text'], seed=self.tc.seed)
+    if (self.out / 'samples').is_symlink(): raise ValueError(f"{self.out / 'samples'} is a symbolic link: a run writes its samples only into its own folder")
     self.tr.last_sample = save_story_grid(real_above_fake(self.fixed['images'], X_hat), self.out / 'samples' / f'step_{self.tr.step:06d}.png',
                                           scale=max(1, 64 // self.cfg.image_size))
 
@@ -423,7 +439,10 @@ def finish(self:Run, stop:StopReason):
     if not tc.sample_every or tr.step % tc.sample_every: self.sample()
     if self.bar is not None: self.bar.on_iter_end()
     if stop == StopReason.INTERRUPTED:
-        self.say(f"interrupted at iteration {tr.step}: checkpoint saved to {self.ck_path}"); raise KeyboardInterrupt
+        sig = signal.Signals(self._intr.signum or signal.SIGINT)
+        if self.main: print(f"{sig.name}: stopped after iteration {tr.step}: " + (f"checkpoint saved to {self.ck_path} (continue with --resume)" if self.ck_path.exists()
+                            else "nothing to save yet"), file=sys.stderr, flush=True)
+        raise Interrupted(sig)
     why = f"time limit of {tc.time_limit} minutes reached at iteration {tr.step}; " if stop == StopReason.TIME_LIMIT else ''
     self.say(f"done: {why}{tr.step} iterations, {time.perf_counter() - self.t0:.0f}s; checkpoint {self.ck_path}; samples {tr.last_sample}")
 
@@ -433,19 +452,22 @@ def _save_on_the_way_out(self:Run, e:BaseException):
     tr, kind = self.tr, 'interrupted' if isinstance(e, KeyboardInterrupt) else f'stopped by {type(e).__name__}'
     if not self.main or getattr(self, 'save_failed', False): return
     if not self.clean:
-        print(f"{kind} in the middle of iteration {tr.step + 1}: the checkpoint of iteration {self.last_ckpt[0]} stands", file=sys.stderr); return
+        has = f"the checkpoint of iteration {self.last_ckpt[0]} stands" if self.ck_path.exists() else "no checkpoint had been written yet"
+        print(f"{kind} in the middle of iteration {tr.step + 1}: {has}", file=sys.stderr); return
     if self.last_ckpt[0] == tr.step: return
     try: self.checkpoint(); print(f"{kind} after iteration {tr.step}: checkpoint saved to {self.ck_path} (continue with --resume)", file=sys.stderr)
     except Exception as e2: print(f"{kind} after iteration {tr.step}, and the checkpoint could not be written ({e2})", file=sys.stderr)
 
 # %% ../nbs/09_runs.ipynb #2043d46b
-@command
+@command(limits=dict(steps='>= 1', epochs='>= 1', ema='>= 0, < 1', story_bs='>= 1', image_bs='>= 1', lr='> 0', g_steps='1..100',
+                     sample_every='>= 0', ckpt_every='>= 0', time_limit='> 0', image_size='16..512', workers='0..256', seed='0..4294967295'))
 def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (required)
           out:str=None, # run folder: config.json, checkpoint.pt, metrics.jsonl, samples/ (required)
-          preset:str='tiny', # model and batch-size preset: tiny | clevr | pororo
+          preset:str='tiny', # model and batch-size preset: tiny | paper_tiny | clevr | pororo
           steps:int=None, # iterations to train (instead of --epochs)
           epochs:int=None, # passes over the training stories (default: the preset's)
           resume:bool=False, # continue the run in --out from its checkpoint
+          overwrite:bool=False, # start the run in --out over: delete what the tool wrote there (never other files)
           amp:Param("mixed precision: auto (bf16 where the hardware does it fast), on (also --amp alone) or off", str, nargs='?', const='on', choices=['auto', 'on', 'off'])='auto',
           ema:float=None, # decay of an average of G's weights for drawing, e.g. 0.999 (default: off)
           compile:bool=False, # torch.compile the networks
@@ -464,12 +486,14 @@ def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (req
          ):
     "Train StoryGAN on a story dataset (under torchrun: on several processes)"
     if not data or not out: raise ValueError(f"--data DIR and --out RUN_DIR are required (got data={data}, out={out})")
+    if device is not None: parse_device(device)                                   # a device torch does not know, in the user's words
     if steps is not None and epochs is not None: raise ValueError(f"give --steps or --epochs, not both (got steps={steps}, epochs={epochs})")
     tc = train_preset(preset, steps=steps, epochs=epochs, amp=amp, ema=ema, compile=compile, channels_last=channels_last, story_bs=story_bs,
                       image_bs=image_bs, lr=lr, g_steps=g_steps, sample_every=sample_every, ckpt_every=ckpt_every,
                       time_limit=time_limit, num_workers=workers, seed=seed, device=device)
-    try: train_storygan(data, out, preset, tc, resume=resume, **({} if image_size is None else dict(image_size=image_size)))
-    except KeyboardInterrupt: return 130
+    if resume and overwrite: raise ValueError("give --resume or --overwrite, not both")
+    try: train_storygan(data, out, preset, tc, resume=resume, restart=overwrite, overwrite=overwrite, **({} if image_size is None else dict(image_size=image_size)))
+    except KeyboardInterrupt as e: return 128 + getattr(e, 'signum', signal.SIGINT)       # 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     return Path(out)

@@ -66,7 +66,7 @@ def check_picture_path(out, # where a picture is to be written
     output_dir(out.parent, f'the folder of {what}')
     return out
 
-@command
+@command(limits=dict(index='>= 0', n='1..10000', seed='0..4294967295', scale='1..64'))
 def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
            out:str=None, # PNG file to write (required)
            story:Param("the story: one quoted sentence per frame (CLEVR-style models)", str, nargs='+')=None,
@@ -75,13 +75,19 @@ def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
            n:int=1, # generated versions of each story (different noise)
            seed:int=0, # noise seed
            scale:int=None, # integer upscaling of the PNG (default: to 64 pixels per frame)
+           overwrite:bool=False, # replace a picture at --out that the tool did not write
           ):
     "Draw stories with a trained generator: new sentences (--story) or test-split stories (--index)"
     if not ckpt or not out: raise ValueError(f"--ckpt CKPT and --out PNG are required (got ckpt={ckpt}, out={out})")
     if (story is None) == (index is None): raise ValueError("give either --story SENTENCE ... or --index N ..., not both or neither")
     if n < 1: raise ValueError(f"--n must be >= 1, got {n}")
     check_picture_path(out)
+    claim_file(out, 'sample', 'picture', inputs=[ckpt, data], overwrite=overwrite)      # never an input, nor a file the tool did not write
     G, cfg, ck = load_generator(ckpt)
+    rows, scale = (1 if story is not None else len(index)) * (n + (index is not None)), scale or max(1, 64 // cfg.image_size)
+    px = cfg.T * (cfg.image_size * scale + 2) * rows * (cfg.image_size * scale + 2)
+    check_memory(rows * cfg.T * 3 * cfg.image_size ** 2 * 4 * 50 + px * 3 * 4 * 3,          # G's activations (~50x its output), the grid as floats, bytes and PNG
+                 f"--n {n} x {rows // (n + (index is not None))} stories at {cfg.image_size}x{cfg.image_size}, scale {scale}")
     info = ck.get('data', {})
     if story is not None:
         if data: ck = {**ck, 'data': {**ck.get('data', {}), 'root': str(data)}}              # the text encoder of another copy of the data
@@ -96,7 +102,7 @@ def sample(ckpt:str=None, # checkpoint written by `storygan train` (required)
         b = collate_stories([val[i] for i in index])
         X_hat = generate_stories(G, b['text'].repeat_interleave(n, 0), seed)                   # (len(index)*n, T, 3, H, W)
         grid = torch.cat([b['images'][:, None], X_hat.view(len(index), n, *X_hat.shape[1:])], 1).flatten(0, 1)
-    p = save_story_grid(grid, out, scale=scale or max(1, 64 // cfg.image_size))
+    p = save_story_grid(grid, out, scale=scale)
     print(p)
     return p
 

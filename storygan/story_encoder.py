@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'PRESETS', 'StoryGANConfig', 'check_tensor', 'sample_normal', 'reparameterize', 'StoryEncoder', 'kl_loss']
+__all__ = ['ABLATIONS', 'PAPER_SWITCHES', 'TINY_WIDTHS', 'PRESETS', 'StoryGANConfig', 'check_tensor', 'sample_normal',
+           'reparameterize', 'StoryEncoder', 'kl_loss']
 
 # %% ../nbs/04_story_encoder.ipynb #de7b3d2e
 ABLATIONS = ('imagegan', 'svc', 'svfn', 'storygan')  # paper section 5, from the simplest to the full model
@@ -32,23 +33,23 @@ class StoryGANConfig:
     filter_num: int = 3         # Text2Gist: filters predicted per frame ...
     filter_size: int = 15       # ... and their length (odd: 'same' padding)
     gf_dim: int = 192           # G width: the 4x4 map has 8*gf_dim channels, halved by each upsampling block (official: 192)
-    g_sentence: bool = True     # feed the raw s_t to G next to o_t and i_t (the shortest path from text to pixels)
-    g_hidden: int = 768         # hidden layer of the MLP from the condition to the 4x4 map (0: one linear layer, as official)
-    g_cond_norm: bool = True    # conditional BatchNorm: every upsampling block is modulated by the condition
-    g_coord: int = 0            # CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
-    layout_dim: int = 0         # layout maps: G's blocks see each object's embedded attributes painted at its place (CLEVR-style vectors; 0: off)
+    g_sentence: bool = False    # addition: feed the raw s_t to G next to o_t and i_t (the shortest path from text to pixels)
+    g_hidden: int = 0           # addition: a hidden layer of this width from the condition to the 4x4 map (0: one linear layer, as official)
+    g_cond_norm: bool = False   # addition: conditional BatchNorm, every upsampling block modulated by the condition (off: plain BatchNorm, as official)
+    g_coord: int = 0            # addition, CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
+    layout_dim: int = 0         # addition, layout maps: G's blocks see each object's embedded attributes painted at its place (CLEVR-style vectors; 0: off)
     layout_sigma: float = 0.1   # width of an object's blob in the layout maps, in frame coordinates ([-1, 1])
-    layout_memory: bool = False # layout maps of every object named so far, carried along the story (variants with a context encoder)
+    layout_memory: bool = False # addition: layout maps of every object named so far, carried along the story (variants with a context encoder)
     sentences: str = 'cumulative'  # the data's vectors: 'cumulative' (frame t names objects 1..t, the paper's) or 'new' (only object t)
     # --- discriminators ---
     df_dim: int = 96            # D width: image encoders end in an 8*df_dim x 4 x 4 map
-    ds_dim: int = 1792          # D_S: size of each frame's image and sentence embedding
-    d_projection: bool = True   # D_I adds a projection term <V e, features> (Miyato & Koyama, 2018)
+    ds_dim: int = 1760          # D_S: size of each frame's image and sentence embedding (the paper gives none; 1760 gives D_S the official 28.0M parameters)
+    d_projection: bool = False  # addition: D_I adds a projection term <V e, features> (Miyato & Koyama, 2018)
     d_batch_norm: bool = True   # BatchNorm in the discriminators (as in the official code)
-    d_spectral_norm: bool = False  # spectral norm on every discriminator weight
-    obj_weight: float = 0.0     # D_I's object head (CLEVR-style vectors): weight of its per-object loss on G's frames (0: no head)
+    d_spectral_norm: bool = False  # addition: spectral norm on every discriminator weight
+    obj_weight: float = 0.0     # addition, D_I's object head (CLEVR-style vectors): weight of its per-object loss on G's frames (0: no head)
     d_obj_weight: float = 1.0   # ... and on real frames in D_I's loss
-    count_weight: float = 0.0   # with the object head: a density map whose mass is the frame's object count, its loss on G's frames (0: none)
+    count_weight: float = 0.0   # addition, with the object head: a density map whose mass is the frame's object count, its loss on G's frames (0: none)
     count_detach: bool = True   # ... D_I's count loss trains the map alone, a read-out of the object features (False: it shapes them too)
     # --- model variant ---
     ablation: str = 'storygan'  # 'imagegan' | 'svc' | 'svfn' | 'storygan' (paper section 5)
@@ -93,15 +94,23 @@ def use_story_d(self:StoryGANConfig):
     return self.ablation != 'imagegan'
 
 # %% ../nbs/04_story_encoder.ipynb #5e25f767
+PAPER_SWITCHES = dict(   # every addition beyond the paper, at the value that switches it off (the paper's model)
+    g_sentence=False, g_hidden=0, g_cond_norm=False, g_coord=0, layout_dim=0, layout_memory=False,   # generator (notebook 06)
+    d_projection=False, d_spectral_norm=False, obj_weight=0.0, count_weight=0.0,                      # discriminators (notebook 07)
+    d_batch_norm=True, aux_weight=0.4, d_aux_weight=1.0,                                              # ... and the official code's settings
+)
+
+TINY_WIDTHS = dict(noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7, gf_dim=16, df_dim=16, ds_dim=64, image_size=32)
+
 PRESETS = dict(
-    tiny=dict(noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7, gf_dim=16, g_hidden=256, g_coord=16, df_dim=16, ds_dim=64,
-              image_size=32),
-    clevr=dict(),
-    pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, df_dim=124, ds_dim=704),
+    clevr=dict(),                  # the paper's CLEVR-SV model at the official sizes: the defaults
+    pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, df_dim=124, ds_dim=696),
+    paper_tiny=TINY_WIDTHS,        # the paper's model at tiny widths and 32 px
+    tiny=dict(TINY_WIDTHS, g_sentence=True, g_hidden=256, g_cond_norm=True, d_projection=True, g_coord=16),   # the CPU recipe's base
 )
 
 @patch(cls_method=True)
-def preset(cls:StoryGANConfig, name:str, # 'tiny' | 'clevr' | 'pororo'
+def preset(cls:StoryGANConfig, name:str, # 'clevr' | 'pororo' | 'paper_tiny' | 'tiny'
            **overrides):                # any field, e.g. image_size=64
     "The named configuration, with `overrides` applied."
     if name not in PRESETS: raise ValueError(f"preset: expected one of {tuple(PRESETS)}, got {name!r}")
@@ -109,6 +118,12 @@ def preset(cls:StoryGANConfig, name:str, # 'tiny' | 'clevr' | 'pororo'
     bad = [k for k in overrides if k not in names]
     if bad: raise ValueError(f"preset: unknown field(s) {bad}; expected some of {sorted(names)}")
     return cls(**{**PRESETS[name], **overrides})
+
+@patch(as_prop=True)
+def additions(self:StoryGANConfig) -> dict:
+    "What this config adds to (or changes in) the paper's model: {field: value} for each field off its `PAPER_SWITCHES` value"
+    return {k: getattr(self, k) for k, off in PAPER_SWITCHES.items() if getattr(self, k) != off}
+
 
 # %% ../nbs/04_story_encoder.ipynb #2e28c7f0
 _compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch >= 2.3

@@ -70,11 +70,12 @@ class TrainConfig:
 # %% ../nbs/08_training.ipynb #12a93ee7
 TRAIN_PRESETS = dict(
     tiny=dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0, sample_every=100, ckpt_every=500),
+    paper_tiny=dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0, sample_every=100, ckpt_every=500),   # as tiny: the paper's model at tiny widths
     clevr=dict(story_bs=24, image_bs=24, epochs=120, decay_every=20, sample_every=500, ckpt_every=2000),
     pororo=dict(story_bs=12, image_bs=64, epochs=120, decay_every=20, sample_every=500, ckpt_every=2000),
 )
 
-def train_preset(name:str, # 'tiny' | 'clevr' | 'pororo'
+def train_preset(name:str, # 'tiny' | 'paper_tiny' | 'clevr' | 'pororo'
                  **overrides, # TrainConfig fields; None values are ignored (handy for CLI flags)
                 ) -> TrainConfig:
     "The `TrainConfig` of preset `name` with `overrides` applied"

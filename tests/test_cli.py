@@ -62,7 +62,7 @@ def test_more_bad_input(run, tmp_path, capsys):
     assert 'names no' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--story', *story], capsys)
     assert 'T=4 frames, got 2 sentences' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--story', *story[:2]], capsys)
     # flags of the wrong type or value: argparse's own usage error, exit 2
-    assert 'invalid int value' in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--steps', 'ten'], capsys)
+    assert "argument --steps: must be an integer >= 1, got 'ten'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--steps', 'ten'], capsys)
     assert "invalid choice: 'maybe'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--amp', 'maybe'], capsys)
     assert 'image_size: expected 32 or 64, got 48' in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--image-size', '48', '--steps', '1'], capsys)
     assert 'story_bs=99' in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--story-bs', '99', '--steps', '1'], capsys)
@@ -74,8 +74,8 @@ def test_more_bad_input(run, tmp_path, capsys):
     assert 'out of range: the test split' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '999'], capsys)
     assert 'does not exist' in cli_error(['train', '--data', tmp_path / 'nope', '--out', tmp_path / 'r', '--steps', '1'], capsys)
     assert "preset must be one of ['clevr', 'pororo', 'tiny'], got 'nosuch'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--preset', 'nosuch'], capsys)
-    assert 'size must be an int >= 16 (pixels), got 0' in cli_error(['clevr', '--out', tmp_path / 'c', '--size', '0'], capsys)
-    assert 'n_train must be an int >= 0, got -3' in cli_error(['clevr', '--out', tmp_path / 'c', '--train', '-3'], capsys)
+    assert "argument --size: must be an integer >= 16 and <= 1024, got '0'" in cli_error(['clevr', '--out', tmp_path / 'c', '--size', '0'], capsys)
+    assert "argument --train: must be an integer >= 0, got '-3'" in cli_error(['clevr', '--out', tmp_path / 'c', '--train', '-3'], capsys)
     # an unknown command
     with pytest.raises(SystemExit) as e: main(['trian'])
     assert e.value.code == 2 and "unknown command 'trian'" in capsys.readouterr().err
@@ -97,7 +97,7 @@ def test_bad_inputs_found_by_hand(run, tmp_path, capsys, monkeypatch):
     assert 'the run folder /proc/storygan_run cannot be created or written' in cli_error(train('--out', '/proc/storygan_run'), capsys)
     assert f'--out {f} is a file, not a folder' in cli_error(['quickstart', '--out', f], capsys)
     # values that used to be accepted silently
-    assert 'time_limit must be > 0 minutes' in cli_error(train('--out', tmp_path / 'r3', '--time-limit', '-1'), capsys)
+    assert "argument --time-limit: must be a finite number > 0, got '-1'" in cli_error(train('--out', tmp_path / 'r3', '--time-limit', '-1'), capsys)
     assert '--minutes must be > 0, got -1.0' in cli_error(['quickstart', '--out', tmp_path / 'q', '--minutes', '-1'], capsys)
     assert main(['train', '--data', data, '--out', tmp_path / 'six', '--steps', '6', '--story-bs', '4', '--image-bs', '8']) == 0
     assert 'is already at iteration 6, past the 3 asked for' in cli_error(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from storygan.core import main
+from storygan.core import main, FolderLock
 from storygan.clevr_data import generate_clevr
 from storygan.data import save_split, write_info
 from storygan.training import *
@@ -168,7 +168,7 @@ def test_a_crash_keeps_whole_iterations(data, tmp_path, monkeypatch):
     assert not list((tmp_path / 'mid').glob('.checkpoint.pt.*.tmp'))
 
 def test_one_run_per_folder(data, tmp_path):
-    with RunLock(tmp_path):
+    with FolderLock(tmp_path):
         with pytest.raises(ValueError, match=f'the run folder {tmp_path} is in use by another run \\(pid {os.getpid()}\\)'):
             train_storygan(data, tmp_path, tcfg=tcfg(2))
     assert not (tmp_path / 'metrics.jsonl').exists()
