@@ -235,3 +235,37 @@ def test_a_planted_manifest_deletes_nothing_outside(tmp_path, capsys):
                                                                                             str(precious): ['cartoon', 'pororo-sv']})))
     assert main(['clevr', '--out', out, '--train', '4', '--test', '0', '--size', '16', '--workers', '1', '--quiet', '--overwrite']) == 0
     assert precious.read_text() == 'keep'
+
+
+def test_evaluate_never_overwrites_an_input_or_a_users_file(data, tmp_path, capsys):
+    run = tmp_path / 'run'
+    assert main(['train', '--data', data, '--out', run, *SMALL]) == 0
+    ck, before = run / 'checkpoint.pt', (run / 'checkpoint.pt').read_bytes()
+    note = tmp_path / 'note.txt'; note.write_text('mine')
+    (tmp_path / 'outside.json').write_text('outside'); (tmp_path / 'link.json').symlink_to(tmp_path / 'outside.json')
+    base = ['evaluate', '--ckpt', ck, '--n', '2']
+    for out, message in ((ck, 'inputs are never overwritten'), (data / 'info.json', 'inputs are never overwritten'),
+                         (note, 'exists and was not written by `storygan evaluate`'), (tmp_path / 'link.json', 'symbolic link')):
+        assert message in cli_error(base + ['--out', out], capsys)
+        assert message in cli_error(base + ['--out', out, '--overwrite'], capsys) or out == note
+    assert ck.read_bytes() == before and json.loads((data / 'info.json').read_text())['T'] == 4 and (tmp_path / 'outside.json').read_text() == 'outside'
+    assert note.read_text() == 'mine'
+    assert '--classifier nowhere.pt: no such file' in cli_error(base + ['--classifier', 'nowhere.pt'], capsys)
+    assert main(base + ['--out', tmp_path / 'e.json']) == 0 and main(base + ['--out', tmp_path / 'e.json']) == 0    # its own file, again
+    res = json.loads((tmp_path / 'e.json').read_text())                                                          # strict JSON: no NaN
+    assert res['n_stories'] == 2 and 'judge' in res and 'probes' in res
+
+
+def test_quickstart_owns_its_folder(tmp_path, capsys):
+    out = tmp_path / 'qs'; out.mkdir(); (out / 'notes.txt').write_text('keep')
+    args = ['quickstart', '--out', out, '--iterations', '2', '--train-stories', '8', '--test-stories', '2', '--workers', '1']
+    assert 'holds files this tool did not write (notes.txt)' in cli_error(args, capsys)
+    run = tmp_path / 'train_run'
+    assert main(['quickstart', '--out', tmp_path / 'q2', *args[3:]]) == 0 and main(['quickstart', '--out', tmp_path / 'q2', *args[3:]]) == 0   # again: replaced
+    assert (tmp_path / 'q2' / 'quickstart.json').exists() and load_checkpoint(tmp_path / 'q2' / 'run')['step'] == 2
+    assert main(['train', '--data', tmp_path / 'q2' / 'data', '--out', run, *SMALL]) == 0
+    shutil.move(run, tmp_path / 'q3'); (tmp_path / 'q3').rename(tmp_path / 'q3_run')
+    q3 = tmp_path / 'q3'; q3.mkdir(); shutil.move(tmp_path / 'q3_run', q3 / 'run')   # a `train` run where the quickstart puts its own
+    err = cli_error(['quickstart', '--out', q3, *args[3:]], capsys)
+    assert 'holds files this tool did not write (run)' in err or 'was written by `storygan train`' in err, err
+    assert load_checkpoint(q3 / 'run')['step'] == 1
