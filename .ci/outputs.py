@@ -22,6 +22,8 @@ def refresh(path:Path) -> None:
     nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
     code = [c for c in nb.cells if c.cell_type == 'code']
     skip = lambda c: c.cell_type != 'code' or bool(SKIP & set((getattr(c, 'directives_', {}) or {}).keys()))
+    for c in code:
+        if not skip(c): c['outputs'] = []                                  # a cell that prints nothing now keeps nothing from before
     os.environ['IN_TEST'] = '1'
     shell = CaptureShell(path)
     cwd = os.getcwd(); os.chdir(path.parent)

@@ -482,7 +482,7 @@ COMMAND_MODULES = {   # name -> (the module that registers it, its summary): wha
     'bench-train': ('bench', 'Time training iterations per preset, batch size and speed setting, alternately in one run: s/iteration, images/s, ratios'),
     'cartoon': ('cartoon', 'Draw an offline Pororo-like cartoon story set (9 characters, 3 scenes) in the original Pororo-SV layout'),
     'clevr': ('clevr_data', 'Draw a CLEVR-style story set (procedural, offline) in the story dataset format'),
-    'evaluate': ('evaluation', 'Judge a checkpoint\'s generated test stories beside the real ones: probe scores, SSIM, character F1, FID and KID'),
+    'evaluate': ('evaluation', 'Judge a checkpoint\'s generated test stories beside the real ones: the renderer judge (CLEVR-style), probe scores, SSIM, character F1, FID and KID'),
     'gpu-report': ('gpu_report', "Speed of the presets on this GPU, and two short CLEVR runs (the paper's model, the recipe) judged by the probe: JSON and PNG in OUT"),
     'quickstart': ('quickstart', "Draw a small CLEVR-style set, train the tiny StoryGAN on it for the recipe's iterations and judge its held-out stories"),
     'sample': ('sampling', 'Draw stories with a trained generator: new sentences (--story) or test-split stories (--index)'),

@@ -504,8 +504,7 @@ def evaluate_cmd(ckpt:str=None, # checkpoint written by `storygan train`, or its
     "Judge a checkpoint's generated test stories beside the real ones: the renderer judge (CLEVR-style), probe scores, SSIM, character F1, FID and KID"
     if not ckpt: raise ValueError("--ckpt CKPT is required: a checkpoint written by `storygan train`")
     if device is not None: device = str(parse_device(device))
-    for flag, f in (('--probe', probe), ('--classifier', classifier), ('--inception', inception), ('--fid-weights', fid_weights)):
-        if f is not None and not Path(f).is_file(): raise ValueError(f"{flag} {f}: no such file")
+    if classifier is not None and not Path(classifier).is_file(): raise ValueError(f"--classifier {classifier}: no such file")   # (the other files' loaders say so)
     p = Path(out) if out else Path(ckpt).parent / 'evaluation.json' if Path(ckpt).is_file() else Path(ckpt) / 'evaluation.json'
     if p.is_dir(): raise ValueError(f"--out {p} is a folder: give the JSON file to write, e.g. {p / 'evaluation.json'}")
     ck_file = Path(ckpt) / 'checkpoint.pt' if Path(ckpt).is_dir() else Path(ckpt)

@@ -73,7 +73,7 @@ def test_more_bad_input(run, tmp_path, capsys):
     assert 'no checkpoint at' in cli_error(['evaluate', '--ckpt', tmp_path / 'nothing.pt'], capsys)
     assert 'out of range: the test split' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '999'], capsys)
     assert 'does not exist' in cli_error(['train', '--data', tmp_path / 'nope', '--out', tmp_path / 'r', '--steps', '1'], capsys)
-    assert "preset must be one of ['clevr', 'pororo', 'tiny'], got 'nosuch'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--preset', 'nosuch'], capsys)
+    assert "preset must be one of ['clevr', 'paper_tiny', 'pororo', 'tiny'], got 'nosuch'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--preset', 'nosuch'], capsys)
     assert "argument --size: must be an integer >= 16 and <= 1024, got '0'" in cli_error(['clevr', '--out', tmp_path / 'c', '--size', '0'], capsys)
     assert "argument --train: must be an integer >= 0, got '-3'" in cli_error(['clevr', '--out', tmp_path / 'c', '--train', '-3'], capsys)
     # an unknown command
@@ -98,7 +98,7 @@ def test_bad_inputs_found_by_hand(run, tmp_path, capsys, monkeypatch):
     assert f'--out {f} is a file, not a folder' in cli_error(['quickstart', '--out', f], capsys)
     # values that used to be accepted silently
     assert "argument --time-limit: must be a finite number > 0, got '-1'" in cli_error(train('--out', tmp_path / 'r3', '--time-limit', '-1'), capsys)
-    assert '--minutes must be > 0, got -1.0' in cli_error(['quickstart', '--out', tmp_path / 'q', '--minutes', '-1'], capsys)
+    assert "argument --minutes: must be a finite number > 0, got '-1'" in cli_error(['quickstart', '--out', tmp_path / 'q', '--minutes', '-1'], capsys)
     assert main(['train', '--data', data, '--out', tmp_path / 'six', '--steps', '6', '--story-bs', '4', '--image-bs', '8']) == 0
     assert 'is already at iteration 6, past the 3 asked for' in cli_error(
         ['train', '--data', data, '--out', tmp_path / 'six', '--steps', '3', '--story-bs', '4', '--image-bs', '8', '--resume'], capsys)

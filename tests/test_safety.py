@@ -245,11 +245,12 @@ def test_evaluate_never_overwrites_an_input_or_a_users_file(data, tmp_path, caps
     (tmp_path / 'outside.json').write_text('outside'); (tmp_path / 'link.json').symlink_to(tmp_path / 'outside.json')
     base = ['evaluate', '--ckpt', ck, '--n', '2']
     for out, message in ((ck, 'inputs are never overwritten'), (data / 'info.json', 'inputs are never overwritten'),
-                         (note, 'exists and was not written by `storygan evaluate`'), (tmp_path / 'link.json', 'symbolic link')):
-        assert message in cli_error(base + ['--out', out], capsys)
-        assert message in cli_error(base + ['--out', out, '--overwrite'], capsys) or out == note
+                         (tmp_path / 'link.json', 'symbolic link')):                     # refused even with --overwrite
+        assert message in cli_error(base + ['--out', out], capsys) and message in cli_error(base + ['--out', out, '--overwrite'], capsys)
+    assert 'exists and was not written by `storygan evaluate`' in cli_error(base + ['--out', note], capsys)
     assert ck.read_bytes() == before and json.loads((data / 'info.json').read_text())['T'] == 4 and (tmp_path / 'outside.json').read_text() == 'outside'
     assert note.read_text() == 'mine'
+    assert main(base + ['--out', note, '--overwrite']) == 0 and 'judge' in json.loads(note.read_text())   # the user asked for it
     assert '--classifier nowhere.pt: no such file' in cli_error(base + ['--classifier', 'nowhere.pt'], capsys)
     assert main(base + ['--out', tmp_path / 'e.json']) == 0 and main(base + ['--out', tmp_path / 'e.json']) == 0    # its own file, again
     res = json.loads((tmp_path / 'e.json').read_text())                                                          # strict JSON: no NaN
