@@ -88,7 +88,6 @@ def json_text(obj, # what to write: dicts, lists, numbers, strings
               **kwargs, # passed to `json.dumps` (default indent=1)
              ) -> str:
     "JSON that strict readers accept: NaN and infinities (a score with nothing to count) are written as null"
-    import json, math
     def finite(o):
         if isinstance(o, float) and not math.isfinite(o): return None
         if isinstance(o, dict): return {k: finite(v) for k, v in o.items()}

@@ -412,6 +412,7 @@ def evaluate(ckpt, # a checkpoint written by the trainer (or its run folder)
              progress:bool=None, # progress bars while a probe or classifier trains
              fid_weights=None, # the FID Inception weights file: FID and KID as the published papers compute them
              normalize:str=None, # the Inception classifier's input: 'imagenet' or 'none' (default: the classifier file's, else 'imagenet')
+             judged_real:dict=None, # the renderer judge's scores of the same real test frames, when already known (not judged again)
             ) -> dict:
     "Every metric that applies to the checkpoint's data, for generated and real frames of the same test stories"
     G, cfg, ck = load_generator(ckpt, device)
@@ -428,7 +429,7 @@ def evaluate(ckpt, # a checkpoint written by the trainer (or its run folder)
     res['ssim'] = dict(generated=ssim_score(X_hat, X))
     if info.get('source') == 'clevr':
         t1 = time.perf_counter()                                              # the headline: the renderer judge (notebook 13)
-        res['judge'] = dict(generated=judge_scores(X_hat, S), real=judge_scores(X, S))
+        res['judge'] = dict(generated=judge_scores(X_hat, S), real=judged_real or judge_scores(X, S))
         res['judge_seconds'] = round(time.perf_counter() - t1, 1)
         prs = probes_for(root, cfg.image_size, probe, progress=progress)        # beside it, the shipped pair, or one fitted on the data
         res['probes'] = [dict(generated=probe_scores(probe_read(pr, X_hat, S), S), real=probe_scores(probe_read(pr, X, S), S)) for pr in prs]

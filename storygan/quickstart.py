@@ -165,9 +165,9 @@ def _curve_point(n:int, res:dict) -> dict:
                 object_exact_ratio=g['object_exact'] / r['object_exact'], consistency_ratio=g['consistency'] / r['consistency'],
                 probes_object_exact_ratio=pr)
 
-def _judge_kept(run:Path, data:Path, seed:int, steps:list) -> list:
-    "The renderer judge's figures (and the probes' beside them) for each kept checkpoint"
-    return [_curve_point(n, evaluate(run / f'checkpoint_{n}.pt', data, seed=seed)) for n in steps]
+def _judge_kept(run:Path, data:Path, seed:int, steps:list, judged_real:dict=None) -> list:
+    "The renderer judge's figures (and the probes' beside them) for each kept checkpoint; `judged_real`: the real frames' scores, judged once"
+    return [_curve_point(n, evaluate(run / f'checkpoint_{n}.pt', data, seed=seed, judged_real=judged_real)) for n in steps]
 
 @command(limits=dict(iterations='>= 1', minutes='> 0', train_stories='>= 1', test_stories='>= 1', workers='0..1024', seed='0..4294967295'))
 def quickstart(out:str='runs/quickstart', # folder for the data, the run and the pictures
@@ -214,7 +214,7 @@ def _quickstart(out:Path, q:dict, keep:list, amp:str, workers, seed:int, device,
     summ = quickstart_summary(res, seed, dt, tr.step)
     summ.update(machine=m, amp=tr.use_amp, data_seconds=round(t_data, 1), train_seconds=round(t_train, 1), evaluate_seconds=round(time.perf_counter() - t2, 1),
                 seconds_per_iteration=round(t_train / max(tr.step, 1), 4))
-    if keep: summ['curve'] = _judge_kept(run, data, seed, [n for n in keep if n <= tr.step]) + [_curve_point(tr.step, res)]
+    if keep: summ['curve'] = _judge_kept(run, data, seed, [n for n in keep if n <= tr.step], res['judge']['real']) + [_curve_point(tr.step, res)]
     atomic_write(out / 'quickstart.json', json_text(summ))
     print(f"\n{dt:.0f} s ({t_data:.0f} s drawing the data, {t_train:.0f} s training {tr.step:,} iterations, {time.perf_counter() - t2:.0f} s judging). "
           f"Held-out stories, real above generated: {p1}  (also {p2.name})\n")
