@@ -17,8 +17,8 @@ __all__ = ['SHAPES', 'COLORS', 'MATERIALS', 'SIZES', 'CUBE_SCALE', 'CLEVR_T', 'S
            'CAMERA_ASPECT', 'BIN_CENTERS', 'VOCAB', 'KEY_LIGHT', 'FILL_LIGHT', 'object_geometry', 'sample_scene',
            'scene_vectors', 'vectors_to_labels', 'scene_sentences', 'parse_sentence', 'sentences_to_scene',
            'sentences_to_vectors', 'camera_frame', 'camera_rays', 'project', 'hit_floor', 'floor_color', 'hit_sphere',
-           'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow', 'render_scene', 'story_rng',
-           'visible_fraction', 'make_story', 'render_floor', 'renderer_key']
+           'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow', 'box_corners', 'render_scene',
+           'story_rng', 'visible_fraction', 'make_story', 'render_floor', 'renderer_key']
 
 # %% ../nbs/01_clevr.ipynb #faa76038
 SHAPES = ('cube', 'sphere', 'cylinder')
@@ -338,7 +338,8 @@ def _box(points, camera, size:int, pad:int=1) -> tuple:
     r1, c1 = min(int(np.ceil(row.max())) + pad + 1, size), min(int(np.ceil(col.max())) + pad + 1, size)
     return r0, max(r1, r0), c0, max(c1, c0)
 
-def _corners(x0, x1, y0, y1, z0, z1):
+def box_corners(x0, x1, y0, y1, z0, z1):
+    "The 8 corners (8, 3) of an axis-aligned box in world coordinates"
     return np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float32)
 
 def render_scene(scene:dict, # from `sample_scene`
@@ -364,11 +365,11 @@ def render_scene(scene:dict, # from `sample_scene`
         x, y = c[:2]
         # the shadow: footprint swept away from the light, plus a margin for the soft edge
         sx, sy, m = -h * step[0], -h * step[1], R + 0.6
-        r0, r1, c0, c1 = _box(_corners(x - m + min(sx, 0), x + m + max(sx, 0), y - m + min(sy, 0), y + m + max(sy, 0), 0, 0), cam, size)
+        r0, r1, c0, c1 = _box(box_corners(x - m + min(sx, 0), x + m + max(sx, 0), y - m + min(sy, 0), y + m + max(sy, 0), 0, 0), cam, size)
         S_ = np.s_[r0 * ss:r1 * ss, c0 * ss:c1 * ss]
         dark[S_] = np.minimum(dark[S_], floor_shadow(P[S_], shape, c, a, h, th))
         # the object itself, in its own box
-        q0, q1, p0, p1 = _box(_corners(x - R, x + R, y - R, y + R, 0, h), cam, size)
+        q0, q1, p0, p1 = _box(box_corners(x - R, x + R, y - R, y + R, 0, h), cam, size)
         O_ = np.s_[q0 * ss:q1 * ss, p0 * ss:p1 * ss]
         t, nrm = hit_object(C, d[O_], shape, c, a, h, th)
         win = t < depth[O_]

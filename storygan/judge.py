@@ -12,7 +12,7 @@ import torch
 
 from .core import *
 from .clevr import (SHAPES, COLORS, MATERIALS, SIZES, CLEVR_T, SLOT_DIM, CLEVR_TEXT_DIM, CAMERA_DIM, KEY_LIGHT,
-                            object_geometry, camera_rays, project, hit_floor, floor_color, hit_object, shade, floor_shadow)
+                            object_geometry, box_corners, camera_rays, project, hit_floor, floor_color, hit_object, shade, floor_shadow)
 from .story_encoder import check_tensor
 from .probe import probe_scores
 
@@ -33,9 +33,6 @@ def vector_scene(s, # (75,) a frame vector: the story's last one names every obj
                 material=slots[:, 11:13].argmax(1), size=slots[:, 13:15].argmax(1), xy=slots[:, 15:17].copy(), camera=s[-CAMERA_DIM:].copy())
 
 # %% ../nbs/13_judge.ipynb #f6725d31
-def _corners(x0, x1, y0, y1, z0, z1):
-    return np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float32)
-
 _R_MAX = max(object_geometry(s, z)[2] for s in range(len(SHAPES)) for z in range(len(SIZES)))   # widest footprint: a large cube's
 _H_MAX = max(object_geometry(s, z)[1] for s in range(len(SHAPES)) for z in range(len(SIZES)))   # tallest object
 
@@ -47,8 +44,8 @@ def judge_window(xy, # (2,) an object's floor position
     step = KEY_LIGHT[:2] / KEY_LIGHT[2]                          # a shadow falls away from the key light
     sx, sy, m = -_H_MAX * step[0], -_H_MAX * step[1], _R_MAX + 0.4
     x, y = xy
-    pts = np.concatenate([_corners(x - m + min(sx, 0), x + m + max(sx, 0), y - m + min(sy, 0), y + m + max(sy, 0), 0, 0),
-                          _corners(x - _R_MAX, x + _R_MAX, y - _R_MAX, y + _R_MAX, 0, _H_MAX)])
+    pts = np.concatenate([box_corners(x - m + min(sx, 0), x + m + max(sx, 0), y - m + min(sy, 0), y + m + max(sy, 0), 0, 0),
+                          box_corners(x - _R_MAX, x + _R_MAX, y - _R_MAX, y + _R_MAX, 0, _H_MAX)])
     row, col = project(pts, camera, size)
     r0, c0 = max(int(np.floor(row.min())) - 1, 0), max(int(np.floor(col.min())) - 1, 0)
     r1, c1 = min(int(np.ceil(row.max())) + 2, size), min(int(np.ceil(col.max())) + 2, size)
