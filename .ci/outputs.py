@@ -1,8 +1,9 @@
 """Refresh the saved outputs of notebooks from the current code: `python .ci/outputs.py nbs/13_judge.ipynb ...`.
 
 Every code cell runs as `nbdev_test` runs it (in the notebook's folder); cells flagged `#| slow` or `#| gpu` do not run and
-keep the outputs they have (they were made by a slow run and read from `results/`). Outputs that hold the path of the
-machine that ran them (a temporary folder, the home folder, the checkout) are refused: the notebook is not written."""
+keep the outputs they have (they were made by a slow run and read from `results/`). A temporary folder in an output is
+written `<tmp>`, the checkout `.` and the home folder `~`; any other path of the machine that ran them is refused: the
+notebook is not written."""
 import json, os, re, sys, tempfile
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from nbdev.process import NBProcessor
 from nbdev.frontmatter import FrontmatterProc
 
 SKIP = {'slow', 'gpu', 'notest'}
+
+def redact(text:str) -> str:
+    "`text` with this machine's temporary folders, checkout and home folder written as `<tmp>`, `.` and `~`"
+    tmp, repo, home = tempfile.gettempdir(), str(Path(__file__).resolve().parents[1]), str(Path.home())
+    text = re.sub(re.escape(tmp) + r'/tmp[\w-]+', '<tmp>', text)
+    return text.replace(repo + '/', './').replace(repo, '.').replace(home + '/', '~/')
 
 def machine_paths(text:str) -> list:
     "Paths of this machine found in an output's text"
@@ -34,7 +41,7 @@ def refresh(path:Path) -> None:
     bad = []
     for r, c in zip(raw_code, code):
         if skip(c): continue
-        outs = [dict(o) for o in (c.get('outputs') or [])]
+        outs = json.loads(redact(json.dumps([dict(o) for o in (c.get('outputs') or [])])))
         for o in outs: o.pop('execution_count', None) if o.get('output_type') == 'stream' else None
         r['outputs'], r['execution_count'] = outs, None
         for o in outs: o['execution_count'] = None if 'execution_count' in o else o.get('execution_count')

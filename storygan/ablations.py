@@ -13,6 +13,9 @@ import torch
 from .core import *
 from .data import *
 from .story_encoder import ABLATIONS, PAPER_SWITCHES, StoryGANConfig
+from .clevr import CLEVR_T, CLEVR_LABEL_DIM
+from .context_encoder import ATTR_GROUPS, scene_of
+from .generator import vector_layout, cumulative_vectors, memory_loss, recalled_vectors
 from .training import train_preset
 from .runs import train_storygan
 from .sampling import load_generator, generate_stories
@@ -21,9 +24,10 @@ from .evaluation import evaluate
 from .quickstart import QUICKSTART
 
 # %% auto #0
-__all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'MEMORY_VARIANTS', 'MEMORY_METRICS', 'ablation_recipe', 'ablation_run',
-           'ablation_study', 'save_study', 'summarize', 'ablation_table', 'ablation_chart', 'ablation_grid',
-           'memory_study', 'memory_table', 'memory_chart']
+__all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'MEMORY_VARIANTS', 'NEW_ONLY', 'MEMORY_METRICS', 'ablation_recipe',
+           'ablation_run', 'ablation_study', 'save_study', 'summarize', 'ablation_table', 'ablation_chart',
+           'ablation_grid', 'state_recall', 'linear_recall', 'memory_recall', 'memory_study', 'memory_table',
+           'recall_table', 'by_frame_chart', 'memory_chart']
 
 # %% ../nbs/16_ablations.ipynb #6c8ff2eb
 PAPER_SSIM = dict(imagegan=0.596, svc=0.641, svfn=0.654, storygan=0.672)   # paper, Table 1, CLEVR-SV
@@ -72,11 +76,16 @@ def ablation_study(data, out, seeds=(0, 1), steps:int=4000, n:int=None, **kw) ->
 # %% ../nbs/16_ablations.ipynb #809187dc
 METRICS = ('object_exact', 'new_exact', 'earlier_exact', 'consistency', 'count', 'found', 'color', 'shape', 'ssim')
 
+def _judged(res:dict) -> dict:
+    "A run's scores by its headline judge: the renderer judge (notebook 13) where the run has it, else the probe (older studies)"
+    return res['judge'] if 'judge' in res else res['probe']
+
 def _metric(res:dict, k:str) -> float:
     "A run's figure; nan for one its evaluation did not have (older studies: no `earlier_exact`)"
-    return res['ssim']['generated'] if k == 'ssim' else res['probe']['generated'].get(k, float('nan'))
+    return res['ssim']['generated'] if k == 'ssim' else _judged(res)['generated'].get(k, float('nan'))
 
-STUDY_KEYS = ('ablation', 'name', 'model', 'recipe', 'train_seed', 'iterations', 'train_seconds', 'n_stories', 'ssim', 'probe', 'fid')
+STUDY_KEYS = ('ablation', 'name', 'model', 'recipe', 'train_seed', 'iterations', 'train_seconds', 'n_stories', 'ssim', 'judge', 'probe', 'probes',
+              'spread', 'recall', 'fid')
 
 def save_study(study:dict, # {variant: {seed: evaluation}}
                path, # JSON file
@@ -93,7 +102,7 @@ def summarize(study:dict, # {variant: {seed: evaluation}}
     for a, runs in study.items():
         out[a] = {k: (float(np.mean(v := [_metric(r, k) for r in runs.values()])), float((max(v) - min(v)) / 2)) for k in METRICS}
     any_run = next(iter(next(iter(study.values())).values()))
-    out['real'] = {k: (1.0 if k == 'ssim' else any_run['probe']['real'].get(k, float('nan')), 0.0) for k in METRICS}
+    out['real'] = {k: (1.0 if k == 'ssim' else _judged(any_run)['real'].get(k, float('nan')), 0.0) for k in METRICS}
     return out
 
 def _cells(m:dict, metrics) -> list:
@@ -125,14 +134,14 @@ def ablation_chart(summary:dict, metrics=('object_exact', 'new_exact', 'consiste
     fig.tight_layout()
     return fig
 
-def ablation_grid(data, out, seed:int=0, stories=(0, 1, 2), path=None):
-    "The same held-out stories drawn by the four variants with the same noise: real frames first, then one row per variant"
+def ablation_grid(data, out, seed:int=0, stories=(0, 1, 2), path=None, variants=ABLATIONS):
+    "The same held-out stories drawn by each variant (run names under `out`) with the same noise: real frames first, then one row per variant"
     val = open_stories(data, 'test')
     b = collate_stories([val[i] for i in stories])
     rows, labels = [], []
     for i in range(len(stories)):
         rows.append(b['images'][i]); labels.append(f'story {stories[i] + 1}: real')
-        for a in ABLATIONS:
+        for a in variants:
             G = load_generator(Path(out) / f'{a}_seed{seed}' / 'checkpoint.pt')[0]
             rows.append(generate_stories(G, b['text'][i:i + 1], seed=0)[0]); labels.append(a)
     fig = show_story(torch.stack(rows), row_labels=labels, figsize=(4.6, 1.05 * len(rows)))
@@ -141,15 +150,69 @@ def ablation_grid(data, out, seed:int=0, stories=(0, 1, 2), path=None):
 
 # %% ../nbs/16_ablations.ipynb #6f88085b
 MEMORY_VARIANTS = dict(imagegan=('imagegan', {}), svc=('svc', {}), svfn=('svfn', {}), storygan=('storygan', {}),
-                       storygan_memory=('storygan', dict(layout_memory=True)))   # name: (ablation, model overrides)
+                       storygan_learned=('storygan', dict(memory_weight=100.0)),  # the learned memory (notebook 05); 100: the best of 5-100 tried
+                       storygan_summed=('storygan', dict(layout_memory=True)))    # the code's sum: an upper bound, not a memory
+NEW_ONLY = ('storygan_learned', 'storygan_summed')   # variants for sentences that name only what is new
 MEMORY_METRICS = ('earlier_exact', 'new_exact', 'object_exact', 'consistency', 'count', 'ssim')
+
+def state_recall(scene:dict, # a prediction of the scene so far, as `SceneReadout` gives it: (B, T, 4, ...)
+                 S:torch.Tensor, # (B, T, 75) the stories' vectors
+                 sentences:str='new', # S's form
+                ) -> dict:
+    "How well `scene` recalls the objects of earlier frames, by frame position: all four attributes right and present, and the place error"
+    C = cumulative_vectors(S) if sentences == 'new' else S
+    tg = vector_layout(C)
+    ok = scene['present'] > 0
+    for l, a in zip(scene['logits'].split(ATTR_GROUPS, -1), tg['attrs'].split(ATTR_GROUPS, -1)): ok = ok & (l.argmax(-1) == a.argmax(-1))
+    err = (vector_layout(recalled_vectors(scene, C))['xy'] - tg['xy']).norm(dim=-1)   # (B, T, 4), frame coordinates
+    T = S.shape[1]
+    earlier = [tg['present'][:, t, :t] for t in range(T)]                       # slot j < t: the object of an earlier frame
+    return dict(earlier_exact=[ok[:, t, :t][e].float().mean().item() if e.any() else None for t, e in enumerate(earlier)],
+                place_error=[err[:, t, :t][e].mean().item() if e.any() else None for t, e in enumerate(earlier)])
+
+def linear_recall(F_train:torch.Tensor, S_train:torch.Tensor, # (N, T, d) features and (N, T, 75) vectors of training stories
+                  F_test:torch.Tensor, S_test:torch.Tensor,   # ... of held-out stories
+                  sentences:str='new', # the vectors' form
+                  steps:int=300, # full-batch Adam steps per frame position
+                 ) -> dict:
+    "`state_recall` of a linear read-out of the features, one per frame position, fitted with L_mem on the training stories"
+    C_train, C_test = [cumulative_vectors(s) if sentences == 'new' else s for s in (S_train, S_test)]
+    scenes = []
+    for t in range(S_train.shape[1]):
+        X, Xt = F_train[:, t].float(), F_test[:, t].float()
+        mu, sd = X.mean(0), X.std(0)
+        sd[sd < 1e-6] = 1                                                  # a feature constant in training stays as it is
+        lin = torch.nn.Linear(X.shape[1], CLEVR_T * (CLEVR_LABEL_DIM + 4))
+        opt = torch.optim.Adam(lin.parameters(), 1e-2)
+        for _ in range(steps):
+            loss = memory_loss({k: v[:, None] for k, v in scene_of(lin((X - mu) / sd)).items()}, C_train[:, t:t + 1], 'cumulative')
+            opt.zero_grad(); loss.backward(); opt.step()
+        with torch.no_grad(): scenes.append(scene_of(lin((Xt - mu) / sd)))
+    return state_recall({k: torch.stack([s[k] for s in scenes], 1) for k in scenes[0]}, C_test, 'cumulative')
+
+def memory_recall(ckpt, # a trained generator's checkpoint
+                  data=None, # its dataset folder (default: the one it was trained on)
+                  n:int=None, # held-out stories (default: all)
+                  seed:int=0, # noise seed
+                 ) -> dict:
+    "What G's state recalls of earlier objects, by frame position, on held-out stories: a linear read-out of c_t fitted on the training stories, and its own read-out where it has one"
+    G, cfg, ck = load_generator(ckpt)
+    root = Path(data or ck.get('data', {}).get('root', ''))
+    def encode(split, k):
+        val = open_stories(root, split, image_size=cfg.image_size)
+        S = collate_stories([val[i] for i in range(min(k or len(val), len(val)))])['text']
+        with torch.no_grad(): return S, G.encode(S, generator=torch.Generator().manual_seed(seed))
+    (S_tr, z_tr), (S_te, z_te) = encode('train', None), encode('test', n)
+    out = dict(linear=linear_recall(z_tr['c'], S_tr, z_te['c'], S_te, cfg.sentences), sentences=cfg.sentences)
+    if 'scene' in z_te: out['readout'] = state_recall(z_te['scene'], S_te, cfg.sentences)
+    return out
 
 def memory_study(data:dict, # {sentence form: dataset folder}: 'cumulative' and 'new', drawn with the same seed
                  out, # folder for the runs (one subfolder per form)
                  seeds=(0, 1, 2), # training seeds
                  steps:int=1000, # training iterations per run
                  n:int=None, # held-out stories to judge (default: all)
-                 variants=None, # names of MEMORY_VARIANTS (default: all; `storygan_memory` runs on the new form only)
+                 variants=None, # names of MEMORY_VARIANTS (default: all; those in NEW_ONLY run on the new form only)
                  **kw, # passed to `ablation_run`
                 ) -> dict:
     "{form: {variant: {seed: evaluation}}}: the variants on both sentence forms"
@@ -161,7 +224,12 @@ def memory_study(data:dict, # {sentence form: dataset folder}: 'cumulative' and 
         have = data_info(d).get('sentences', 'cumulative')
         if have != form: raise ValueError(f"{d} holds {have!r} sentences, not {form!r}")
         study[form] = {v: {s: ablation_run(d, Path(out) / form, MEMORY_VARIANTS[v][0], s, steps, n, model=MEMORY_VARIANTS[v][1], name=v, **kw)
-                           for s in seeds} for v in names if form == 'new' or v != 'storygan_memory'}
+                           for s in seeds} for v in names if form == 'new' or v not in NEW_ONLY}
+        for v, runs in study[form].items():                     # what each state recalls, measured before any picture
+            for s, r in runs.items():
+                f = Path(out) / form / f'{v}_seed{s}' / 'recall.json'
+                if not f.exists(): atomic_write(claim_file(f, 'ablations', 'recall'), json_text(memory_recall(f.parent / 'checkpoint.pt', d, n)))
+                r['recall'] = json.loads(f.read_text())
     return study
 
 def memory_table(study:dict, # from `memory_study` (or its JSON)
@@ -174,6 +242,42 @@ def memory_table(study:dict, # from `memory_study` (or its JSON)
             cells = _cells(m, metrics)
             lines.append(f"| {form} | {a} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+def recall_table(study:dict, # from `memory_study` (or its JSON)
+                 form:str='new', # the sentence form to show
+                ) -> str:
+    "A markdown table of what each variant's state recalls of earlier objects, by frame position (mean ± half range over the seeds)"
+    T = len(next(iter(next(iter(study[form].values())).values()))['recall']['linear']['earlier_exact'])
+    cols = [f'frame {t + 1}' for t in range(1, T)]
+    lines = ['| variant | read by | ' + ' | '.join(f'{c}: recalled exact' for c in cols) + ' | ' + ' | '.join(f'{c}: place error' for c in cols) + ' |',
+             '|' + '---|' * (2 + 2 * len(cols))]
+    cell = lambda v, pct: (f"{100 * np.mean(v):.1f} ± {100 * (max(v) - min(v)) / 2:.1f}" if pct else f"{np.mean(v):.3f}") if v else 'n/a'
+    for a, runs in study[form].items():
+        for who, label in (('linear', 'a linear read-out of c_t'), ('readout', 'its own read-out R')):
+            recs = [r['recall'][who] for r in runs.values() if who in r.get('recall', {})]
+            if not recs: continue
+            lines.append(f"| {a} | {label} | " + ' | '.join(cell([x['earlier_exact'][t] for x in recs], True) for t in range(1, T)) + ' | '
+                         + ' | '.join(cell([x['place_error'][t] for x in recs], False) for t in range(1, T)) + ' |')
+    return '\n'.join(lines)
+
+def by_frame_chart(study:dict, # from `memory_study` (or its JSON)
+                   form:str='new', # the sentence form to show
+                   k:str='earlier_exact', # a by-frame figure of the judge
+                  ):
+    "The judge's `k` by frame position, one line per variant (mean over the seeds, the seeds' range shaded), the real frames dashed"
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.4, 3.4))
+    for a, runs in study[form].items():
+        v = np.array([[np.nan if x is None else x for x in _judged(r)['generated']['by_frame'][k]] for r in runs.values()], float)
+        ts = np.arange(1, v.shape[1] + 1)
+        ax.plot(ts, 100 * v.mean(0), 'o-', label=f'{a} ({len(v)} seed{"s" * (len(v) > 1)})')
+        if len(v) > 1: ax.fill_between(ts, 100 * v.min(0), 100 * v.max(0), alpha=0.2)
+    real = _judged(next(iter(next(iter(study[form].values())).values())))['real']['by_frame'][k]
+    ax.plot(ts, [np.nan if x is None else 100 * x for x in real], 'k--', lw=1, label='real frames')
+    ax.set_xticks(ts); ax.set_xlabel('frame'); ax.set_ylabel('%'); ax.set_ylim(0, 105)
+    ax.set_title(f"{SCORE_NAMES[k].split(' (')[0]} by frame, '{form}' sentences (renderer judge)", fontsize=9); ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 def memory_chart(study:dict, # from `memory_study` (or its JSON)
                  metrics=('earlier_exact', 'new_exact', 'consistency'),

@@ -13,12 +13,12 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLORS', 'MATERIALS', 'SIZES', 'CUBE_SCALE', 'CLEVR_T', 'SLOT_DIM', 'CAMERA_DIM', 'CLEVR_TEXT_DIM',
-           'CLEVR_LABEL_DIM', 'label_names', 'text_names', 'CAMERA_POS', 'CAMERA_TARGET', 'CAMERA_JITTER', 'CAMERA_FOV',
-           'CAMERA_ASPECT', 'BIN_CENTERS', 'VOCAB', 'KEY_LIGHT', 'FILL_LIGHT', 'object_geometry', 'sample_scene',
-           'scene_vectors', 'vectors_to_labels', 'scene_sentences', 'parse_sentence', 'sentences_to_scene',
-           'sentences_to_vectors', 'camera_frame', 'camera_rays', 'project', 'hit_floor', 'floor_color', 'hit_sphere',
-           'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow', 'box_corners', 'render_scene',
-           'story_rng', 'visible_fraction', 'make_story', 'render_floor', 'renderer_key']
+           'CLEVR_LABEL_DIM', 'label_names', 'OBJ_ATTRS', 'text_names', 'CAMERA_POS', 'CAMERA_TARGET', 'CAMERA_JITTER',
+           'CAMERA_FOV', 'CAMERA_ASPECT', 'BIN_CENTERS', 'VOCAB', 'KEY_LIGHT', 'FILL_LIGHT', 'object_geometry',
+           'sample_scene', 'scene_vectors', 'vectors_to_labels', 'scene_sentences', 'parse_sentence',
+           'sentences_to_scene', 'sentences_to_vectors', 'camera_frame', 'camera_rays', 'project', 'hit_floor',
+           'floor_color', 'hit_sphere', 'hit_cylinder', 'hit_cube', 'hit_object', 'shade', 'floor_shadow',
+           'box_corners', 'render_scene', 'story_rng', 'visible_fraction', 'make_story', 'render_floor', 'renderer_key']
 
 # %% ../nbs/01_clevr.ipynb #faa76038
 SHAPES = ('cube', 'sphere', 'cylinder')
@@ -33,6 +33,7 @@ CAMERA_DIM = 3
 CLEVR_TEXT_DIM = CLEVR_T * SLOT_DIM + CAMERA_DIM   # 75
 CLEVR_LABEL_DIM = 15
 label_names = [*SHAPES, *COLORS, *MATERIALS, *SIZES]
+OBJ_ATTRS = dict(shape=len(SHAPES), color=len(COLORS), material=len(MATERIALS), size=len(SIZES))   # classes per attribute: a slot's 15 one-hots, in order
 text_names = [f'obj{k + 1}_{n}' for k in range(CLEVR_T) for n in (*label_names, 'x', 'y', 'z')] + ['camera_dx', 'camera_dy', 'camera_dz']
 _RGB = np.array(list(COLORS.values()), np.float32) / 255  # (8, 3) in [0, 1]
 

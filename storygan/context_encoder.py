@@ -9,9 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .story_encoder import *
+from .clevr import CLEVR_T, CLEVR_LABEL_DIM, OBJ_ATTRS
 
 # %% auto #0
-__all__ = ['dynamic_conv1d', 'gist_dim', 'Text2Gist', 'ContextEncoder']
+__all__ = ['ATTR_GROUPS', 'dynamic_conv1d', 'gist_dim', 'Text2Gist', 'ContextEncoder', 'SceneReadout', 'scene_of']
 
 # %% ../nbs/05_context_encoder.ipynb #562b7cc0
 def dynamic_conv1d(h:torch.Tensor,       # (B, C) signal per sample (the context h_t)
@@ -89,3 +90,25 @@ class ContextEncoder(nn.Module):
             o_t, h_t = self.text2gist(g_t, h_t)
             o.append(o_t); i.append(g_t); h.append(h_t)
         return torch.stack(o, 1), torch.stack(i, 1), torch.stack(h, 1)
+
+# %% ../nbs/05_context_encoder.ipynb #cec9fa37
+ATTR_GROUPS = tuple(OBJ_ATTRS.values())   # a slot's 15 attribute one-hots, split by attribute (notebook 01)
+
+class SceneReadout(nn.Module):
+    "R([h_t; i_t]): the scene so far as the context encoder's state holds it; per object slot, attribute and presence logits and a place"
+    def __init__(self, cfg:StoryGANConfig,
+                 hidden:int=128): # width of its one hidden layer (the state is 96-d in `tiny`, 150-d at the official sizes)
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.cond_dim + cfg.gru_dim, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, CLEVR_T * (CLEVR_LABEL_DIM + 4)))
+
+    def forward(self, state:torch.Tensor, # (..., cond_dim + gru_dim): [h_t; i_t]
+               ) -> dict:
+        "logits (..., 4, 15), present (..., 4) logits, xyz (..., 4, 3) on the floor, as the vectors give places"
+        return scene_of(self.net(state))
+
+def scene_of(y:torch.Tensor, # (..., 4 * 18) one row per frame
+            ) -> dict:
+    "A read-out's raw output as the scene so far: logits (..., 4, 15), present (..., 4) logits, xyz (..., 4, 3)"
+    y = y.unflatten(-1, (CLEVR_T, CLEVR_LABEL_DIM + 4))
+    return dict(logits=y[..., :CLEVR_LABEL_DIM], present=y[..., CLEVR_LABEL_DIM], xyz=y[..., CLEVR_LABEL_DIM + 1:])

@@ -15,10 +15,10 @@ from fastcore.script import Param
 
 # %% auto #0
 __all__ = ['MANIFEST', 'COMMANDS', 'COMMAND_MODULES', 'set_seed', 'default_device', 'open_nofollow', 'atomic_save', 'json_text',
-           'atomic_write', 'remove_stale_temp_files', 'to_01', 'stories_to_tensor', 'show_story', 'story_sheet',
-           'save_story_grid', 'output_dir', 'available_memory', 'check_memory', 'check_disk', 'read_json', 'reading',
-           'parse_device', 'FolderLock', 'read_manifest', 'OutputFolder', 'claim_file', 'quiet', 'command',
-           'load_modules', 'checked', 'main']
+           'atomic_write', 'remove_stale_temp_files', 'to_01', 'quantize', 'dequantize', 'stories_to_tensor',
+           'show_story', 'story_sheet', 'save_story_grid', 'output_dir', 'available_memory', 'check_memory',
+           'check_disk', 'read_json', 'reading', 'parse_device', 'FolderLock', 'read_manifest', 'OutputFolder',
+           'claim_file', 'quiet', 'command', 'load_modules', 'checked', 'main']
 
 # %% ../nbs/00_core.ipynb #b50bda5e
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and CUDA)
@@ -122,6 +122,16 @@ def to_01(x:torch.Tensor, # float images in [-1, 1]
     "Map images from [-1, 1] to [0, 1] (clamped), for plotting and saving"
     return ((x.float() + 1) / 2).clamp(0, 1)
 
+def quantize(x, # float images in [-1, 1], any layout
+            ):
+    "The uint8 pixels [0, 255] of float images in [-1, 1], in the same layout (rounded to nearest, as a saved PNG holds them)"
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).byte()
+
+def dequantize(x, # uint8 pixels [0, 255], any layout
+              ):
+    "Float images in [-1, 1] from uint8 pixels, in the same layout (the inverse of `quantize` on its values)"
+    return x.float() / 127.5 - 1
+
 def stories_to_tensor(images, # float (B,T,3,H,W) in [-1,1], or uint8 (B,T,H,W,3) array/tensor; a single story without B also works
                      ) -> torch.Tensor:
     "Stories as a float tensor (B, T, 3, H, W) in [-1, 1]"
@@ -130,7 +140,7 @@ def stories_to_tensor(images, # float (B,T,3,H,W) in [-1,1], or uint8 (B,T,H,W,3
     if x.dtype == torch.uint8:
         if x.ndim == 4: x = x[None]
         if x.ndim != 5 or x.shape[-1] != 3: raise ValueError(f"uint8 stories must be (B, T, H, W, 3), got {tuple(x.shape)}")
-        return x.permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+        return dequantize(x.permute(0, 1, 4, 2, 3))
     if x.ndim == 4: x = x[None]
     if x.ndim != 5 or x.shape[2] != 3: raise ValueError(f"float stories must be (B, T, 3, H, W), got {tuple(x.shape)}")
     return x.detach().float().cpu()

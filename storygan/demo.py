@@ -15,7 +15,7 @@ from .core import *
 from .clevr import (VOCAB, SHAPES, COLORS, MATERIALS, SIZES, CLEVR_T, CLEVR_TEXT_DIM, BIN_CENTERS, parse_sentence,
                             scene_sentences, sentences_to_scene, render_scene)
 from .sampling import load_generator, story_vectors, generate_stories, partial_story_vectors, story_context
-from .probe import ATTRS, AttributeProbe, clevr_targets, probe_for, load_probe, probe_read, probe_lines, _words
+from .probe import ATTRS, AttributeProbe, clevr_targets, probe_for, load_probe, probe_read, probe_lines, object_words
 from .quickstart import tiny_checkpoint
 from .pororo import CHARACTERS, story_condition, SentenceVectors, is_pororo
 
@@ -147,7 +147,7 @@ def frame_png(x, # one frame: float (3, H, W) in [-1, 1], or uint8 (H, W, 3)
     "PNG bytes of a frame, upscaled (nearest neighbour) to px x px"
     from PIL import Image
     a = np.asarray(x) if not isinstance(x, torch.Tensor) else x
-    if isinstance(a, torch.Tensor): a = (to_01(a).permute(1, 2, 0) * 255).round().byte().numpy()
+    if isinstance(a, torch.Tensor): a = quantize(a).permute(1, 2, 0).numpy()
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3: raise ValueError(f"a frame is float (3, H, W) or uint8 (H, W, 3), got {a.dtype} {a.shape}")
     buf = io.BytesIO()
     Image.fromarray(a).resize((px, px), Image.NEAREST).save(buf, 'png')
@@ -176,10 +176,10 @@ def probe_html(frame:dict, # one frame of `probe_lines`
     ok, bad = '<span style="color:#1a7f37">✓</span>', '<span style="color:#b00020">✗</span>'
     lines = []
     for o in frame['objects']:
-        if o['got'] is None: lines.append(f"{bad} not found: {_words(o['want'])}")
+        if o['got'] is None: lines.append(f"{bad} not found: {object_words(o['want'])}")
         else:
             w = {k: v if v == o['want'][k] else f"<b>{v}</b>" for k, v in o['got'].items()}
-            lines.append(f"{ok if o['ok'] else bad} found{'' if o['ok'] else ' a'} {_words(w)}" + ('' if o['ok'] else f" <i>(want {_words(o['want'])})</i>"))
+            lines.append(f"{ok if o['ok'] else bad} found{'' if o['ok'] else ' a'} {object_words(w)}" + ('' if o['ok'] else f" <i>(want {object_words(o['want'])})</i>"))
     c, n = frame['count'], frame['want_count']
     lines.append(f"{ok if c == n else bad} counts {c} object{'s' if c != 1 else ''}" + ('' if c == n else f" (want {n})"))
     return '<div style="font-size:11px;line-height:1.35">' + '<br>'.join(lines) + '</div>'

@@ -12,9 +12,10 @@ from fastcore.basics import patch
 from .story_encoder import *
 from .context_encoder import *
 from .generator import *
+from .clevr import OBJ_ATTRS
 
 # %% auto #0
-__all__ = ['OBJ_ATTRS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'frame_targets', 'with_empty_places',
+__all__ = ['OBJ_SPLITS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'frame_targets', 'with_empty_places',
            'object_loss', 'sample_patches', 'density_target', 'count_loss', 'StoryDiscriminator', 'image_d_loss',
            'story_d_loss', 'generator_loss', 'build_models', 'count_params']
 
@@ -71,7 +72,7 @@ class ImageDiscriminator(nn.Module):
             c1 = c // 2 ** (int(math.log2(cfg.image_size // 4)) - 1)                               # the first block's channels
             self.obj_net = nn.Sequential(_sn(nn.Conv2d(c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2),
                                          _sn(nn.Conv2d(2 * c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2))
-            self.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, _OBJ_SPLITS[-1]), sn))
+            self.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, OBJ_SPLITS[-1]), sn))
             if cfg.count_weight:                                           # its density map: a regression on real frames, no spectral norm
                 self.count_net = nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))
 
@@ -110,8 +111,7 @@ def forward(self:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) frames
     return self.logit(feat, s_t, S), self.classify(feat)
 
 # %% ../nbs/07_discriminators.ipynb #29af86bf
-OBJ_ATTRS = dict(shape=3, color=8, material=2, size=2)   # classes per attribute of a CLEVR-style object
-_OBJ_SPLITS = [1 + sum(list(OBJ_ATTRS.values())[:k]) for k in range(len(OBJ_ATTRS) + 1)]   # [present | shape | color | material | size]
+OBJ_SPLITS = [1 + sum(list(OBJ_ATTRS.values())[:k]) for k in range(len(OBJ_ATTRS) + 1)]   # [present | shape | color | material | size]
 
 def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judge
                    last:torch.Tensor, # (..., 75) the last vector of each frame's story (it holds all the objects)
@@ -161,7 +161,7 @@ def object_loss(q:torch.Tensor, # (N, K, 16) logits per place: [present | shape 
     bce = F.binary_cross_entropy_with_logits(q[..., 0], present.float(), reduction='none')
     loss = bce.mean() if keep is None else (bce * keep).sum() / keep.sum().clamp(min=1)
     o, a = q[present], attrs[present]
-    if len(o): loss = loss + sum(F.cross_entropy(o[:, lo:hi], a[:, j]) for j, (lo, hi) in enumerate(zip(_OBJ_SPLITS[:-1], _OBJ_SPLITS[1:])))
+    if len(o): loss = loss + sum(F.cross_entropy(o[:, lo:hi], a[:, j]) for j, (lo, hi) in enumerate(zip(OBJ_SPLITS[:-1], OBJ_SPLITS[1:])))
     return loss
 
 def sample_patches(f:torch.Tensor, # (N, C, H, W) feature map

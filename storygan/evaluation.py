@@ -20,7 +20,7 @@ from .runs import check_data_matches, load_checkpoint
 from .sampling import load_generator, generate_stories
 from .generator import cumulative_vectors
 from .probe import *
-from .probe import _pooled, _to_float, _frames_uint8, _story_arrays, _save_net, _load_net, _data_key
+from .probe import pooled_features, frames_uint8, story_arrays, save_net, load_net, dataset_key
 from .judge import judge_scores
 from .training import autocast_for
 
@@ -55,7 +55,7 @@ class LabelClassifier(nn.Module):
         self.fc = nn.Linear(4 * width, n_labels)
         self.origin = 'own CNN (not comparable with published numbers)'   # trained here from scratch
 
-    def features(self, x:torch.Tensor) -> torch.Tensor: return _pooled(*self.body(x)[::-1])   # (N, 4*width)
+    def features(self, x:torch.Tensor) -> torch.Tensor: return pooled_features(*self.body(x)[::-1])   # (N, 4*width)
     def forward(self, x:torch.Tensor) -> torch.Tensor: return self.fc(self.features(x))
 
 # %% ../nbs/14_evaluation.ipynb #ceda7851
@@ -67,7 +67,7 @@ def frames_64(X:torch.Tensor, # (..., 3, H, W) frames in [-1, 1], any size
     x = X.reshape(-1, *X.shape[-3:]).float()
     if tuple(x.shape[-2:]) != (PUBLISHED_SIZE, PUBLISHED_SIZE):
         x = F.interpolate(x, size=(PUBLISHED_SIZE, PUBLISHED_SIZE), mode='bilinear', align_corners=False, antialias=True)
-    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return quantize(x)
 
 # %% ../nbs/14_evaluation.ipynb #48876e52
 WEIGHT_LAYOUTS = ('fid', 'classifier', 'imagenet')
@@ -202,7 +202,7 @@ def train_classifier(model:nn.Module, # a LabelClassifier or InceptionClassifier
     if labels.shape[-1] != model.n_labels: raise ValueError(f"labels have {labels.shape[-1]} entries, the classifier {model.n_labels}")
     def loss_fn(model, idx, g, dev):
         x, y = frames[idx], labels[idx].float().to(dev)
-        x = (_to_float(x) if x.dtype == torch.uint8 else x.float()).to(dev)
+        x = (dequantize(x.permute(0, 3, 1, 2)) if x.dtype == torch.uint8 else x.float()).to(dev)
         with autocast_for(dev): out = model(x)
         if isinstance(out, tuple):                                      # Inception in training: (logits, aux logits)
             return F.binary_cross_entropy_with_logits(out[0].float(), y) + 0.4 * F.binary_cross_entropy_with_logits(out[1].float(), y)
@@ -237,7 +237,7 @@ def save_classifier(model:nn.Module, path) -> Path:
     if isinstance(model, InceptionClassifier):
         return atomic_save(dict(format='storygan-char-classifier', state_dict=model.net.state_dict(), n_labels=model.n_labels,
                                 normalize=model.normalize, data=getattr(model, 'data_key', None)), path)
-    return _save_net(model, path, 'storygan-classifier', n_labels=model.n_labels, image_size=model.image_size, width=model.width)
+    return save_net(model, path, 'storygan-classifier', n_labels=model.n_labels, image_size=model.image_size, width=model.width)
 
 def load_classifier(path, # a file of `save_classifier`, or a character classifier of the published layout (plain, or under state_dict / model)
                     n_labels:int=None, # the data's labels: a classifier of another count is refused
@@ -248,7 +248,7 @@ def load_classifier(path, # a file of `save_classifier`, or a character classifi
     ck, sd = _read_weights(path, 'label classifier')
     fmt = ck.get('format') if isinstance(ck, dict) else None
     if isinstance(fmt, str) and fmt.startswith('storygan-') and fmt != 'storygan-char-classifier':
-        net = _load_net(path, 'storygan-classifier', lambda ck: LabelClassifier(ck['n_labels'], ck['image_size'], ck['width']))
+        net = load_net(path, 'storygan-classifier', lambda ck: LabelClassifier(ck['n_labels'], ck['image_size'], ck['width']))
     else:
         fc = sd.get('fc.weight')
         k = fc.shape[0] if fc is not None and fc.ndim == 2 else (n_labels or 9)
@@ -275,11 +275,11 @@ def classifier_for(data, # dataset folder, in any registered layout
     if path is not None: return load_classifier(path, info['label_dim'], normalize)
     size = PUBLISHED_SIZE if inception else image_size or info['image_size']
     norm = normalize or 'imagenet'
-    key = dict(_data_key(data, size), **(dict(inception=Path(inception).name, normalize=norm) if inception else {}))
+    key = dict(dataset_key(data, size), **(dict(inception=Path(inception).name, normalize=norm) if inception else {}))
     def train():
         ds = open_stories(data, 'train', image_size=size)
         n = min(len(ds), max_stories)
-        X = _frames_uint8(ds, n).flatten(0, 1)
+        X = frames_uint8(ds, n).flatten(0, 1)
         Y = (torch.from_numpy(ds.labels[:n]) if isinstance(ds, StoryDataset) else torch.stack([ds[i]['labels'] for i in range(n)])).flatten(0, 1)
         model = inception_classifier(inception, info['label_dim'], norm) if inception else LabelClassifier(info['label_dim'], size)
         model = train_classifier(model, X, Y, epochs=epochs or (2 if inception else 6), progress=progress, device=device)
@@ -370,7 +370,7 @@ def fid_reference(data, # dataset folder, in any registered layout
                  ) -> dict:
     "FID Inception features of every real frame of a split (64×64; frame 0 of each clip), read from the cache only when its content key matches"
     ds = open_stories(data, split, image_size=PUBLISHED_SIZE)
-    x = _frames_uint8(ds, len(ds)).flatten(0, 1).permute(0, 3, 1, 2).contiguous()       # (N*T, 3, 64, 64) uint8
+    x = frames_uint8(ds, len(ds)).flatten(0, 1).permute(0, 3, 1, 2).contiguous()       # (N*T, 3, 64, 64) uint8
     pipeline = dict(weights=_sha256(weights), size=PUBLISHED_SIZE, resize='bilinear to 299 (torchmetrics NoTrainInceptionV3)', features='pool3, 2048')
     h = hashlib.sha256(x.numpy().tobytes()); h.update(json.dumps(pipeline, sort_keys=True).encode())
     key = h.hexdigest()

@@ -17,7 +17,7 @@ from .clevr import (CLEVR_T, CLEVR_TEXT_DIM, CLEVR_LABEL_DIM, SLOT_DIM, CAMERA_D
 
 # %% auto #0
 __all__ = ['generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'vector_layout', 'LayoutMap', 'ImageGenerator',
-           'StoryGenerator', 'cumulative_vectors']
+           'StoryGenerator', 'cumulative_vectors', 'recalled_vectors', 'recalled_layout', 'memory_loss']
 
 # %% ../nbs/06_generator.ipynb #56652d4e
 def generator_input_dim(cfg:StoryGANConfig)->int:
@@ -102,14 +102,15 @@ class LayoutMap(nn.Module):
         super().__init__()
         self.embed, self.sigma = nn.Linear(CLEVR_LABEL_DIM, dim), sigma    # W_a
 
-    def forward(self, s:torch.Tensor, # (N, 75) one vector per frame
+    def forward(self, s, # (N, 75) one vector per frame, or its layout: `vector_layout`'s dict (soft attributes and presence allowed)
                 size:int, # the map's height and width
                ) -> torch.Tensor:
-        lay = vector_layout(s)                                              # attrs (N, 4, 15), present (N, 4), xy (N, 4, 2)
-        e = self.embed(lay['attrs'].to(s.dtype)) * lay['present'][..., None]   # (N, 4, dim): W_a a_j, zero for empty slots
-        u = (torch.arange(size, device=s.device, dtype=s.dtype) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
+        lay = s if isinstance(s, dict) else vector_layout(s)                # attrs (N, 4, 15), present (N, 4), xy (N, 4, 2)
+        xy = lay['xy']
+        e = self.embed(lay['attrs'].to(xy.dtype)) * lay['present'][..., None].to(xy.dtype)   # (N, 4, dim): W_a a_j, zero for empty slots
+        u = (torch.arange(size, device=xy.device, dtype=xy.dtype) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
         sig = max(self.sigma, 1 / size)
-        bx, by = [torch.exp(-(u - lay['xy'][..., k:k + 1].to(s.dtype)) ** 2 / (2 * sig ** 2)) for k in (0, 1)]   # (N, 4, size) each
+        bx, by = [torch.exp(-(u - xy[..., k:k + 1]) ** 2 / (2 * sig ** 2)) for k in (0, 1)]   # (N, 4, size) each
         return torch.einsum('nkd,nkh,nkw->ndhw', e, by, bx)                # separable Gaussian blobs, summed over objects
 
 # %% ../nbs/06_generator.ipynb #2fd5e97a
@@ -128,7 +129,7 @@ class ImageGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(chans[-1], 3, 3, padding=1)
 
     def forward(self, c:torch.Tensor,  # (N, generator_input_dim) condition c_t of each frame
-                s:torch.Tensor|None=None):  # (N, text_dim) each frame's sentence vector s_t (needed with layout maps)
+                s=None):  # (N, text_dim) each frame's sentence vector s_t, or its layout (needed with layout maps)
         "(N, 3, image_size, image_size) in [-1, 1]"
         if self.layout is not None and s is None: raise ValueError("layout maps need each frame's sentence vector s_t: call with s=")
         x = self.fc(c).view(-1, self.c0, 4, 4)  # (N, 8gf, 4, 4)
@@ -145,6 +146,7 @@ class StoryGenerator(nn.Module):
         self.story_encoder = StoryEncoder(cfg) if cfg.use_story_encoder else None
         self.context_encoder = ContextEncoder(cfg) if cfg.use_story_encoder else None
         self.image_generator = ImageGenerator(cfg)
+        self.readout = SceneReadout(cfg) if cfg.memory_weight else None   # the learned memory (notebook 05)
 
 # %% ../nbs/06_generator.ipynb #a97aebef
 def cumulative_vectors(S:torch.Tensor, # (..., T, 75) CLEVR-style vectors that name only each frame's new object
@@ -153,11 +155,45 @@ def cumulative_vectors(S:torch.Tensor, # (..., T, 75) CLEVR-style vectors that n
     slots = CLEVR_T * SLOT_DIM
     return torch.cat([S[..., :slots].cumsum(-2), S[..., slots:]], -1)
 
+def recalled_vectors(scene:dict, # the read-out's prediction (`SceneReadout`), (..., 4, ...)
+                     S:torch.Tensor, # (..., 75) the same frames' sentence vectors (for the camera)
+                    ) -> torch.Tensor:
+    "(..., 75) the read-out's reading as CLEVR-style vectors: per slot the likeliest attributes (if present) and the floor place; the frame's own camera"
+    attrs = torch.cat([F.one_hot(a.argmax(-1), a.shape[-1]) for a in scene['logits'].split(ATTR_GROUPS, -1)], -1).float()
+    attrs = attrs * (scene['present'] > 0)[..., None]                              # presence above one half
+    return torch.cat([torch.cat([attrs, scene['xyz'].float()], -1).flatten(-2), S[..., -CAMERA_DIM:].float()], -1)
+
+def recalled_layout(S:torch.Tensor, # (..., 75) the frames' own sentence vectors
+                    scene:dict, # the read-out's prediction (`SceneReadout`) for the same frames
+                   ) -> dict:
+    "A layout of the frames: their own objects as the sentences give them, every other slot as the read-out reads it"
+    own, rec = vector_layout(S), vector_layout(recalled_vectors(scene, S))        # the camera projects the recalled places
+    m = own['present'][..., None].float()                                         # (..., 4, 1): named by the frame's sentence
+    return dict(attrs=m * own['attrs'] + (1 - m) * rec['attrs'], present=own['present'] | rec['present'], xy=m * own['xy'] + (1 - m) * rec['xy'])
+
 @patch
-def layout_vectors(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
-                  ) -> torch.Tensor:
-    "(B, T, D) the vectors the layout maps read: each frame's own, or with `layout_memory` (and a context encoder) every object named so far"
-    return cumulative_vectors(S) if self.cfg.layout_memory and self.cfg.use_story_encoder else S
+def layouts(self:StoryGenerator, S:torch.Tensor, # (B, T, D) sentence vectors
+            z:dict=None, # `encode`'s output (needed with the learned memory)
+           ) -> dict|None:
+    "What the layout maps place, (B, T, 4, ...): the frames' own objects, or with a memory the earlier ones too (None: no layout maps)"
+    if self.image_generator.layout is None: return None
+    if self.cfg.layout_memory and self.cfg.use_story_encoder: return vector_layout(cumulative_vectors(S))   # hand-summed
+    if self.readout is None: return vector_layout(S)
+    if self.training: return vector_layout(cumulative_vectors(S) if self.cfg.sentences == 'new' else S)   # teacher forcing
+    return recalled_layout(S, z['scene'])                                         # drawing: the state's recall
+
+def memory_loss(scene:dict, # the read-out's prediction for stories S
+                S:torch.Tensor, # (B, T, 75) their sentence vectors
+                sentences:str='new', # S's form: 'new' (each frame names its own object) or 'cumulative'
+               ) -> torch.Tensor:
+    "L_mem: the read-out against the scene so far (BCE on presence; on present slots, cross-entropy per attribute and a smooth L1 on the floor place)"
+    slots = (cumulative_vectors(S) if sentences == 'new' else S)[..., :CLEVR_T * SLOT_DIM].unflatten(-1, (CLEVR_T, SLOT_DIM)).float()
+    attrs, xyz = slots[..., :CLEVR_LABEL_DIM], slots[..., CLEVR_LABEL_DIM:]       # (B, T, 4, 15), (B, T, 4, 3)
+    P = attrs.sum(-1) > 0                                                         # (B, T, 4): the objects named so far
+    loss = F.binary_cross_entropy_with_logits(scene['present'].float(), P.float())
+    logits = scene['logits'].float()[P]                                           # (|P|, 15)
+    loss = loss + sum(F.cross_entropy(l, a.argmax(-1)) for l, a in zip(logits.split(ATTR_GROUPS, -1), attrs[P].split(ATTR_GROUPS, -1)))
+    return loss + F.smooth_l1_loss(scene['xyz'].float()[P], xyz[P], beta=0.1)
 
 # %% ../nbs/06_generator.ipynb #638050ac
 @patch
@@ -165,7 +201,7 @@ def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
            noise:torch.Tensor|None=None,         # (B, T, noise_dim) eps_t; None: drawn from `generator`
            generator:torch.Generator|None=None, # source of all randomness not given
            h0:torch.Tensor|None=None):           # (B, cond_dim) a story context to use instead of sampling one
-    "dict of the story's intermediate tensors: h0, mu, logvar (B, cond_dim); eps, i, h, o (B, T, .); c (B, T, generator_input_dim)."
+    "dict of the story's intermediate tensors: h0, mu, logvar (B, cond_dim); eps, i, h, o (B, T, .); c (B, T, generator_input_dim); scene (the read-out's, with the learned memory)."
     cfg = self.cfg
     check_tensor(S, 'S', (None, cfg.T, cfg.text_dim), 'B T D')
     B = S.shape[0]
@@ -178,7 +214,9 @@ def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
     else: mu, logvar = self.story_encoder.encode(S); check_tensor(h0, 'h0', (B, cfg.cond_dim), 'B cond_dim')
     o, i, h = self.context_encoder(S, noise, h0)        # (B, T, .) each
     parts = [o if cfg.use_filter else h, i] + ([S] if cfg.g_sentence else [])
-    return dict(eps=noise, h0=h0, mu=mu, logvar=logvar, i=i, h=h, o=o, c=torch.cat(parts, -1))
+    z = dict(eps=noise, h0=h0, mu=mu, logvar=logvar, i=i, h=h, o=o, c=torch.cat(parts, -1))
+    if self.readout is not None: z['scene'] = self.readout(torch.cat([h, i], -1))   # the scene so far, from the state alone
+    return z
 
 @patch
 def forward(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
@@ -188,5 +226,6 @@ def forward(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
     "X_hat (B, T, 3, H, W) in [-1, 1], mu (B, cond_dim), logvar (B, cond_dim)."
     z = self.encode(S, noise, generator, h0)
     B, T = S.shape[:2]
-    x = self.image_generator(z['c'].flatten(0, 1), self.layout_vectors(S).flatten(0, 1))  # (B*T, 3, H, W): all frames in one batch
+    lay = self.layouts(S, z)
+    x = self.image_generator(z['c'].flatten(0, 1), lay and {k: v.flatten(0, 1) for k, v in lay.items()})  # (B*T, 3, H, W): all frames in one batch
     return x.view(B, T, *x.shape[1:]), z['mu'], z['logvar']

@@ -331,7 +331,7 @@ def read_frame(path:Path, # a clip's strip
     if not 0 <= k < n: raise ValueError(f"{path} holds {n} frames, asked for frame {k}")
     fr = im.crop((0, k * w, w, (k + 1) * w))
     if size and size != w: fr = fr.resize((size, size), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(fr).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    return dequantize(torch.from_numpy(np.asarray(fr).copy()).permute(2, 0, 1))
 
 # %% ../nbs/18_pororo.ipynb #13e5bca3
 @fc.patch

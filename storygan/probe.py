@@ -17,19 +17,21 @@ from .core import *
 from .clevr import render_floor, renderer_key, VOCAB, SHAPES, COLORS, MATERIALS, SIZES, CLEVR_T, CLEVR_TEXT_DIM
 from .story_encoder import check_tensor
 from .generator import vector_layout
-from .discriminators import OBJ_ATTRS, _OBJ_SPLITS, object_targets, object_loss, sample_patches, density_target, count_loss
+from .clevr import OBJ_ATTRS
+from .discriminators import OBJ_SPLITS, object_targets, object_loss, sample_patches, density_target, count_loss
 from .data import *
 from .training import autocast_for
 
 # %% auto #0
-__all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'AttributeProbe', 'probe_loss', 'degrade',
-           'fit', 'train_probe', 'probe_read', 'probe_scores', 'save_probe', 'load_probe', 'cached_net',
-           'shipped_probes', 'probes_for', 'probe_for', 'ship_probes', 'probe_spread', 'compare_scores', 'scores_table',
+__all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatures', 'pooled_features', 'AttributeProbe',
+           'probe_loss', 'frames_uint8', 'story_arrays', 'degrade', 'fit', 'train_probe', 'dataset_key', 'probe_read',
+           'probe_scores', 'save_net', 'load_net', 'save_probe', 'load_probe', 'cached_net', 'shipped_probes',
+           'probes_for', 'probe_for', 'ship_probes', 'probe_spread', 'compare_scores', 'scores_table', 'object_words',
            'probe_lines']
 
 # %% ../nbs/12_probe.ipynb #bbcb6afb
 ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 07)
-_SPLITS = _OBJ_SPLITS                               # probe logits per query: [present | shape | color | material | size]
+_SPLITS = OBJ_SPLITS                               # probe logits per query: [present | shape | color | material | size]
 
 def clevr_targets(S:torch.Tensor, # (N, T, 75) a batch of stories' vectors
                  ) -> dict:
@@ -59,7 +61,7 @@ class ConvFeatures(nn.Module):
         h = self.fine(x)
         return h, self.coarse(h)
 
-def _pooled(*maps) -> torch.Tensor:
+def pooled_features(*maps) -> torch.Tensor:
     "Mean- and max-pooled channels of each feature map, concatenated: (N, 2 * sum of channels)"
     return torch.cat([torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1) for f in maps], 1)
 
@@ -87,7 +89,7 @@ class AttributeProbe(nn.Module):
 
     def features(self, x:torch.Tensor) -> torch.Tensor:
         "(N, 4*width) pooled features of the frames (the feature space of FID and KID without Inception weights)"
-        return _pooled(*self.body(x)[::-1])
+        return pooled_features(*self.body(x)[::-1])
 
 # %% ../nbs/12_probe.ipynb #05a051e5
 def probe_loss(q:torch.Tensor, # (N, K, 16) query logits
@@ -99,17 +101,16 @@ def probe_loss(q:torch.Tensor, # (N, K, 16) query logits
     "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is) + the density map's `count_loss` (both notebook 07)"
     return object_loss(q, present, attrs) + count_loss(rho, xy, present)
 
-def _frames_uint8(ds, n:int) -> torch.Tensor:
+def frames_uint8(ds, n:int) -> torch.Tensor:
     "The first n stories' frames as one uint8 tensor (n, T, H, W, 3), straight from the memory map when there is one"
     if isinstance(ds, StoryDataset) and ds.image_size == ds.info['image_size']: return torch.from_numpy(np.array(ds._images[:n]))
-    return torch.stack([((ds[i]['images'] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1) for i in range(n)])
+    return torch.stack([quantize(ds[i]['images']).permute(0, 2, 3, 1) for i in range(n)])
 
-def _story_arrays(ds, n:int) -> tuple:
+def story_arrays(ds, n:int) -> tuple:
     "Frames uint8 (n, T, H, W, 3) and vectors (n, T, D) of the first n stories"
     text = torch.from_numpy(ds.text[:n]) if isinstance(ds, StoryDataset) else torch.stack([ds[i]['text'] for i in range(n)])
-    return _frames_uint8(ds, n), text
+    return frames_uint8(ds, n), text
 
-def _to_float(x:torch.Tensor) -> torch.Tensor: return x.permute(0, 3, 1, 2).float() / 127.5 - 1   # uint8 NHWC -> [-1, 1] NCHW
 
 def degrade(x:torch.Tensor, # (N, 3, H, W) frames in [-1, 1]
             g:torch.Generator, # the source of the random choices
@@ -175,7 +176,7 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
     size = image_size or info['image_size']
     ds = open_stories(data, 'train', image_size=size)
     n = min(len(ds), max_stories)
-    X, S = _story_arrays(ds, n)                                         # (n, T, H, W, 3) uint8, (n, T, 75)
+    X, S = story_arrays(ds, n)                                         # (n, T, H, W, 3) uint8, (n, T, 75)
     tg = clevr_targets(S)
     T = S.shape[1]
     x_all, xy_all = X.flatten(0, 1), tg['xy'][:, None].expand(-1, T, -1, -1).flatten(0, 1)     # per frame
@@ -186,7 +187,7 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
     x_all, xy_all = torch.cat([x_all, floors]), torch.cat([xy_all, tg['xy'][e]])
     pr_all, at_all = torch.cat([pr_all, torch.zeros(len(e), CLEVR_T, dtype=torch.bool)]), torch.cat([at_all, tg['attrs'][e]])
     def loss_fn(probe, idx, g, dev):
-        x, xy = _to_float(x_all[idx]).to(dev), xy_all[idx].clone().to(dev)
+        x, xy = dequantize(x_all[idx].permute(0, 3, 1, 2)).to(dev), xy_all[idx].clone().to(dev)   # uint8 NHWC -> [-1, 1] NCHW
         dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()                      # shift frame and places alike
         x = torch.roll(x, (dy, dx), (2, 3)); xy[..., 0] += 2 * dx / size; xy[..., 1] += 2 * dy / size
         x = degrade(x, g, blur) if blur else x + 0.03 * torch.randn(x.shape, generator=g).to(dev)
@@ -194,9 +195,9 @@ def train_probe(data, # dataset folder (CLEVR-style), in any registered layout
         return probe_loss(q, rho, xy, pr_all[idx].to(dev), at_all[idx].to(dev))
     set_seed(seed)
     probe = fit(AttributeProbe(size, width), len(x_all), loss_fn, epochs, batch_size, lr, seed=seed, progress=progress, device=device)
-    probe.data_key = _data_key(data, size)
+    probe.data_key = dataset_key(data, size)
     return probe
-def _data_key(data, size:int) -> dict:
+def dataset_key(data, size:int) -> dict:
     "What a probe or classifier was trained on: enough to notice that the dataset was redrawn since"
     info = data_info(data)
     return dict(root=str(Path(data).resolve()), image_size=size, splits=info.get('splits'), seed=info.get('seed'), source=info.get('source'),
@@ -258,11 +259,11 @@ def probe_scores(read:dict, # from `probe_read`
     return out
 
 # %% ../nbs/12_probe.ipynb #c2fa927c
-def _save_net(net:nn.Module, path, fmt:str, **meta) -> Path:
+def save_net(net:nn.Module, path, fmt:str, **meta) -> Path:
     return atomic_save(dict(format=fmt, version=1, state=net.state_dict(), data=getattr(net, 'data_key', None), **meta), path)
 
-def _load_net(path, fmt:str, build) -> nn.Module:
-    "Load a file written by `_save_net`; `build(meta)` makes the empty network"
+def load_net(path, fmt:str, build) -> nn.Module:
+    "Load a file written by `save_net`; `build(meta)` makes the empty network"
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no {fmt} file at {path}")
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
@@ -278,11 +279,11 @@ def _load_net(path, fmt:str, build) -> nn.Module:
 
 def save_probe(probe:AttributeProbe, path) -> Path:
     "Write a probe to `path`"
-    return _save_net(probe, path, 'storygan-probe', image_size=probe.image_size, width=probe.width)
+    return save_net(probe, path, 'storygan-probe', image_size=probe.image_size, width=probe.width)
 
 def load_probe(path) -> AttributeProbe:
     "Read a probe written by `save_probe`"
-    return _load_net(path, 'storygan-probe', lambda ck: AttributeProbe(ck['image_size'], ck['width']))
+    return load_net(path, 'storygan-probe', lambda ck: AttributeProbe(ck['image_size'], ck['width']))
 
 def cached_net(path, # the file the network is kept in
                key:dict, # what it must have been trained on: its `data_key`
@@ -328,7 +329,7 @@ def probes_for(data, # CLEVR-style dataset folder
     if shipped and info.get('renderer') == renderer_key(size):
         ps = shipped_probes(size)
         if ps: return ps
-    return [cached_net(Path(data) / f'probe_{size}.pt', _data_key(data, size), load_probe, lambda: train_probe(data, size, **kwargs), save_probe)]
+    return [cached_net(Path(data) / f'probe_{size}.pt', dataset_key(data, size), load_probe, lambda: train_probe(data, size, **kwargs), save_probe)]
 
 def probe_for(data, # CLEVR-style dataset folder
               image_size:int=None, # frame size (default: the dataset's)
@@ -358,7 +359,7 @@ def ship_probes(sizes=(32, 64), # frame sizes
             d = generate_clevr(work / f'data_{size}_{s}', n_train=stories, n_test=0, size=size, seed=101 + s, progress=False)
             pr = train_probe(d, size, seed=s, **kwargs)
             pr.data_key = dict(renderer=renderer_key(size), image_size=size, stories=stories, data_seed=101 + s, probe_seed=s)
-            out.append(_save_net(pr.half(), folder / f'probe_{size}_{s}.pt', 'storygan-probe', image_size=size, width=pr.width))
+            out.append(save_net(pr.half(), folder / f'probe_{size}_{s}.pt', 'storygan-probe', image_size=size, width=pr.width))
     return out
 
 HEADLINE_KEYS = ('object_exact', 'consistency', 'count', 'found', 'color', 'shape', 'new_exact')
@@ -404,7 +405,7 @@ def scores_table(rows:list, # from `compare_scores`
     return '\n'.join(lines)
 
 # %% ../nbs/12_probe.ipynb #6b82db74
-def _words(o:dict) -> str: return f"{o['size']} {o['color']} {o['material']} {o['shape']}"
+def object_words(o:dict) -> str: return f"{o['size']} {o['color']} {o['material']} {o['shape']}"
 
 def probe_lines(read:dict, # from `probe_read`, for one story (N = 1)
                 S:torch.Tensor, # (1, T, 75) the vectors the frames should show

@@ -5,7 +5,7 @@
 # %% ../nbs/09_runs.ipynb #0029188a
 from __future__ import annotations
 import contextlib, copy, enum, json, os, random, signal, sys, threading, time
-from dataclasses import asdict
+from dataclasses import asdict, fields, MISSING
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +97,10 @@ def state_dict(self:StoryGANTrainer) -> dict:
 @patch
 def load_state_dict(self:StoryGANTrainer, ck:dict, # a checkpoint
                    ):
-    "Continue from checkpoint `ck`; a ValueError names every config field that differs"
-    diffs = config_diff(ck['model_cfg'], asdict(self.cfg), 'model.') + \
-            config_diff(ck['train_cfg'], asdict(self.tcfg), 'train.', RESUMABLE_FIELDS)
+    "Continue from checkpoint `ck`; a ValueError names every config field that differs (a field newer than the checkpoint counts as its default)"
+    defaults = lambda cls: {f.name: f.default for f in fields(cls) if f.default is not MISSING}   # new fields are off by default
+    diffs = config_diff({**defaults(StoryGANConfig), **ck['model_cfg']}, asdict(self.cfg), 'model.') + \
+            config_diff({**defaults(TrainConfig), **ck['train_cfg']}, asdict(self.tcfg), 'train.', RESUMABLE_FIELDS)
     if diffs: raise ValueError("the checkpoint was written with a different configuration:\n  " + "\n  ".join(diffs))
     for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S, G_ema=self.G_ema).items():
         if m is not None: m.load_state_dict(ck['models'][k])
@@ -243,7 +244,7 @@ class StopReason(enum.Enum):
 
 def train_storygan(data, # dataset folder (the story dataset format, or another registered layout)
                    out, # run folder: config.json, checkpoint.pt, metrics.jsonl, samples/
-                   preset:str='tiny', # model preset: tiny | paper_tiny | clevr | pororo
+                   preset:str='tiny', # model preset: tiny | paper_tiny | paper_tiny+layout | clevr | pororo
                    tcfg:TrainConfig=None, # training settings; None: `train_preset(preset)`
                    resume:bool=False, # continue the run in `out` from its checkpoint
                    callbacks=(), # callables cb(trainer, stats) run after every iteration
@@ -463,7 +464,7 @@ def _save_on_the_way_out(self:Run, e:BaseException):
                      sample_every='>= 0', ckpt_every='>= 0', time_limit='> 0', image_size='16..512', workers='0..256', seed='0..4294967295'))
 def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (required)
           out:str=None, # run folder: config.json, checkpoint.pt, metrics.jsonl, samples/ (required)
-          preset:str='tiny', # model and batch-size preset: tiny | paper_tiny | clevr | pororo
+          preset:str='tiny', # model and batch-size preset: tiny | paper_tiny | paper_tiny+layout | clevr | pororo
           steps:int=None, # iterations to train (instead of --epochs)
           epochs:int=None, # passes over the training stories (default: the preset's)
           resume:bool=False, # continue the run in --out from its checkpoint

@@ -39,7 +39,8 @@ class StoryGANConfig:
     g_coord: int = 0            # addition, CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
     layout_dim: int = 0         # addition, layout maps: G's blocks see each object's embedded attributes painted at its place (CLEVR-style vectors; 0: off)
     layout_sigma: float = 0.1   # width of an object's blob in the layout maps, in frame coordinates ([-1, 1])
-    layout_memory: bool = False # addition: layout maps of every object named so far, carried along the story (variants with a context encoder)
+    layout_memory: bool = False # addition, hand-summed memory: layout maps of every object named so far, summed by the code (an upper bound, not learned)
+    memory_weight: float = 0.0  # addition, learned memory: a read-out of the context encoder's state predicts the scene so far and the layout maps draw it; its loss weight (0: off)
     sentences: str = 'cumulative'  # the data's vectors: 'cumulative' (frame t names objects 1..t, the paper's) or 'new' (only object t)
     # --- discriminators ---
     df_dim: int = 96            # D width: image encoders end in an 8*df_dim x 4 x 4 map
@@ -76,6 +77,11 @@ class StoryGANConfig:
         if (self.layout_dim or self.obj_weight) and self.text_dim != 75:
             raise ValueError(f"layout_dim and obj_weight read CLEVR-style 75-d vectors (object slots with positions), but text_dim={self.text_dim}")
         if self.count_weight and not self.obj_weight: raise ValueError(f"count_weight={self.count_weight} needs the object head: set obj_weight > 0")
+        if self.memory_weight and not (self.layout_dim and self.ablation in ('svfn', 'storygan')):
+            raise ValueError(f"memory_weight={self.memory_weight} draws the layout maps from the context encoder's state: it needs layout_dim > 0 "
+                             f"and a context encoder (ablation 'svfn' or 'storygan'), got layout_dim={self.layout_dim}, ablation={self.ablation!r}")
+        if self.memory_weight and self.layout_memory:
+            raise ValueError("memory_weight (a memory the model learns) and layout_memory (one the code sums) answer the same question: set one")
 
 # %% ../nbs/04_story_encoder.ipynb #75169aea
 @patch(as_prop=True)
@@ -95,7 +101,7 @@ def use_story_d(self:StoryGANConfig):
 
 # %% ../nbs/04_story_encoder.ipynb #5e25f767
 PAPER_SWITCHES = dict(   # every addition beyond the paper, at the value that switches it off (the paper's model)
-    g_sentence=False, g_hidden=0, g_cond_norm=False, g_coord=0, layout_dim=0, layout_memory=False,   # generator (notebook 06)
+    g_sentence=False, g_hidden=0, g_cond_norm=False, g_coord=0, layout_dim=0, layout_memory=False, memory_weight=0.0,   # generator (05, 06)
     d_projection=False, d_spectral_norm=False, obj_weight=0.0, count_weight=0.0,                      # discriminators (notebook 07)
     d_batch_norm=True, aux_weight=0.4, d_aux_weight=1.0,                                              # ... and the official code's settings
 )
@@ -106,11 +112,12 @@ PRESETS = dict(
     clevr=dict(),                  # the paper's CLEVR-SV model at the official sizes: the defaults
     pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, df_dim=124, ds_dim=696),
     paper_tiny=TINY_WIDTHS,        # the paper's model at tiny widths and 32 px
+    **{'paper_tiny+layout': dict(TINY_WIDTHS, layout_dim=16)},   # ... plus layout maps: the one addition that makes it learn on the CPU (notebook 17)
     tiny=dict(TINY_WIDTHS, g_sentence=True, g_hidden=256, g_cond_norm=True, d_projection=True, g_coord=16),   # the CPU recipe's base
 )
 
 @patch(cls_method=True)
-def preset(cls:StoryGANConfig, name:str, # 'clevr' | 'pororo' | 'paper_tiny' | 'tiny'
+def preset(cls:StoryGANConfig, name:str, # 'clevr' | 'pororo' | 'paper_tiny' | 'paper_tiny+layout' | 'tiny'
            **overrides):                # any field, e.g. image_size=64
     "The named configuration, with `overrides` applied."
     if name not in PRESETS: raise ValueError(f"preset: expected one of {tuple(PRESETS)}, got {name!r}")

@@ -20,7 +20,8 @@ from .generator import *
 from .discriminators import *
 
 # %% auto #0
-__all__ = ['TRAIN_PRESETS', 'TrainConfig', 'train_preset', 'StepDecay', 'StoryGANTrainer', 'fast_bf16', 'autocast_for', 'frozen']
+__all__ = ['TINY_TRAIN', 'TRAIN_PRESETS', 'TrainConfig', 'train_preset', 'StepDecay', 'StoryGANTrainer', 'fast_bf16',
+           'autocast_for', 'frozen']
 
 # %% ../nbs/08_training.ipynb #ebf45608
 @dataclass
@@ -68,14 +69,14 @@ class TrainConfig:
         if self.amp_dtype not in ('auto', 'bf16', 'fp16'): raise ValueError(f"amp_dtype must be 'auto', 'bf16' or 'fp16', got {self.amp_dtype!r}")
 
 # %% ../nbs/08_training.ipynb #12a93ee7
+TINY_TRAIN = dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0, sample_every=100, ckpt_every=500)
 TRAIN_PRESETS = dict(
-    tiny=dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0, sample_every=100, ckpt_every=500),
-    paper_tiny=dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0, sample_every=100, ckpt_every=500),   # as tiny: the paper's model at tiny widths
+    tiny=TINY_TRAIN, paper_tiny=TINY_TRAIN, **{'paper_tiny+layout': TINY_TRAIN},   # every tiny-width model trains alike
     clevr=dict(story_bs=24, image_bs=24, epochs=120, decay_every=20, sample_every=500, ckpt_every=2000),
     pororo=dict(story_bs=12, image_bs=64, epochs=120, decay_every=20, sample_every=500, ckpt_every=2000),
 )
 
-def train_preset(name:str, # 'tiny' | 'paper_tiny' | 'clevr' | 'pororo'
+def train_preset(name:str, # 'tiny' | 'paper_tiny' | 'paper_tiny+layout' | 'clevr' | 'pororo'
                  **overrides, # TrainConfig fields; None values are ignored (handy for CLI flags)
                 ) -> TrainConfig:
     "The `TrainConfig` of preset `name` with `overrides` applied"
@@ -220,18 +221,17 @@ def _to(self:StoryGANTrainer, x):
 
 @patch
 def fakes(self:StoryGANTrainer, S, S_img, t):
-    "The story minibatch's stories and frame t of the image minibatch's stories, in one pass of G"
+    "The story minibatch's stories and frame t of the image minibatch's stories, in one pass of G; and L_mem (None without the learned memory)"
     B, T = S.shape[:2]
-    z = self.G.encode(torch.cat([S, S_img]), generator=self.noise)  # c: (B+N, T, c_dim); mu, logvar: (B+N, cond_dim)
-    c = z['c']
-    c_img = c[B:][torch.arange(len(t), device=t.device), t]        # (N, c_dim): only frame t of each image story
-    s_img = S_img[torch.arange(len(t), device=t.device), t]                # (N, D): the sentence of frame t
-    L = self.G.layout_vectors(torch.cat([S, S_img]))                # (B+N, T, D): what the layout maps place
-    l_img = L[B:][torch.arange(len(t), device=t.device), t]
-    x = self.G.image_generator(torch.cat([c[:B].flatten(0, 1), c_img]), torch.cat([L[:B].flatten(0, 1), l_img]))   # (B*T + N, 3, H, W)
+    S_all = torch.cat([S, S_img])
+    z = self.G.encode(S_all, generator=self.noise)                  # c: (B+N, T, c_dim); mu, logvar: (B+N, cond_dim)
+    frames = lambda v: torch.cat([v[:B].flatten(0, 1), v[B:][torch.arange(len(t), device=t.device), t]])   # every frame of S, frame t of S_img
+    lay = self.G.layouts(S_all, z)                                  # what the layout maps place (None: no maps)
+    x = self.G.image_generator(frames(z['c']), lay and {k: frames(v) for k, v in lay.items()})   # (B*T + N, 3, H, W)
     X_fake, x_fake = x[:B * T].unflatten(0, (B, T)), x[B * T:]    # (B, T, 3, H, W), (N, 3, H, W)
     if self.tcfg.channels_last: x_fake = x_fake.contiguous(memory_format=torch.channels_last)
-    return X_fake, x_fake, z['mu'], z['logvar']
+    mem = memory_loss(z['scene'], S_all, self.cfg.sentences) if 'scene' in z else None
+    return X_fake, x_fake, z['mu'], z['logvar'], mem
 
 # %% ../nbs/08_training.ipynb #9e7aba1d
 @patch
@@ -249,7 +249,7 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
         with self.autocast(): fakes = self.fakes(S, S_img, t)
         X_fake, x_fake = fakes[0].detach(), fakes[1].detach()
     else:
-        with torch.no_grad(), self.autocast(): X_fake, x_fake, _, _ = self.fakes(S, S_img, t)
+        with torch.no_grad(), self.autocast(): X_fake, x_fake, *_ = self.fakes(S, S_img, t)
     sc = self.scalers['D']
     self.opts['D_I'].zero_grad(set_to_none=True)
     with self.autocast(): loss, st = image_d_loss(self.D_I, x, x_fake, s_t, S_img, labels, cfg, self.noise)
@@ -265,8 +265,9 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
         for k in range(tc.g_steps):
             self.opts['G'].zero_grad(set_to_none=True)
             with self.autocast():
-                X_fake, x_fake, mu, logvar = fakes if tc.reuse_fakes and k == 0 else self.fakes(S, S_img, t)
+                X_fake, x_fake, mu, logvar, mem = fakes if tc.reuse_fakes and k == 0 else self.fakes(S, S_img, t)
                 loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg, self.noise)
+                if mem is not None: loss = loss + cfg.memory_weight * mem; st['g_memory'] = mem.item()
             sc.scale(loss).backward(); self._average_grads(self.G); sc.step(self.opts['G']); sc.update()
     stats.update(st)
     if self.G_ema is not None: self.update_ema()

@@ -51,7 +51,7 @@ def _alive(pid:int) -> bool:
 
 @pytest.fixture
 def lab(tmp_path):
-    "JupyterLab serving a copy of notebook 15 that opens a tiny checkpoint: (url of the notebook, token, its folder)"
+    "JupyterLab serving a copy of notebook 21 that opens a tiny checkpoint: (url of the notebook, token, its folder)"
     _require(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     try: import playwright.sync_api  # noqa: F401
     except ImportError: _require(False, "playwright is not installed (pip install playwright)")

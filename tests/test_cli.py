@@ -73,7 +73,7 @@ def test_more_bad_input(run, tmp_path, capsys):
     assert 'no checkpoint at' in cli_error(['evaluate', '--ckpt', tmp_path / 'nothing.pt'], capsys)
     assert 'out of range: the test split' in cli_error(['sample', '--ckpt', ck, '--out', tmp_path / 'x.png', '--index', '999'], capsys)
     assert 'does not exist' in cli_error(['train', '--data', tmp_path / 'nope', '--out', tmp_path / 'r', '--steps', '1'], capsys)
-    assert "preset must be one of ['clevr', 'paper_tiny', 'pororo', 'tiny'], got 'nosuch'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--preset', 'nosuch'], capsys)
+    assert "preset must be one of ['clevr', 'paper_tiny', 'paper_tiny+layout', 'pororo', 'tiny'], got 'nosuch'" in cli_error(['train', '--data', data, '--out', tmp_path / 'r', '--preset', 'nosuch'], capsys)
     assert "argument --size: must be an integer >= 16 and <= 1024, got '0'" in cli_error(['clevr', '--out', tmp_path / 'c', '--size', '0'], capsys)
     assert "argument --train: must be an integer >= 0, got '-3'" in cli_error(['clevr', '--out', tmp_path / 'c', '--train', '-3'], capsys)
     # an unknown command
