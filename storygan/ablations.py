@@ -60,9 +60,9 @@ def ablation_run(data, # CLEVR-style dataset folder
     done = run / 'evaluation.json'
     if done.exists(): return json.loads(done.read_text())
     preset, over, tr_over = ablation_recipe(recipe)
-    tc = train_preset(preset, **{**dict(steps=steps, sample_every=0, ckpt_every=1000), **tr_over, **train, 'seed': seed})
+    tc = train_preset(preset, **{**dict(steps=steps), **tr_over, **train, 'seed': seed})
     t0 = time.perf_counter()
-    tr = train_storygan(data, run, preset, tc, progress=progress, restart=True, command='ablations',   # an unfinished run starts over
+    tr = train_storygan(data, run, preset, tc, progress=progress, restart=True, command='ablations', sample_every=0,   # an unfinished run starts over
                         **{**over, **(model or {}), 'ablation': ablation})
     res = evaluate(run / 'checkpoint.pt', data, n=n, seed=0)    # the same noise for every run
     res.update(ablation=ablation, name=name or ablation, model=model or {}, train_seed=seed, train_seconds=round(time.perf_counter() - t0, 1), iterations=tr.step, recipe=recipe)
@@ -91,9 +91,7 @@ def save_study(study:dict, # {variant: {seed: evaluation}}
                path, # JSON file
               ) -> Path:
     "Write a study's evaluations (per variant, per seed, per metric) to `path`"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({a: {str(s): {k: r[k] for k in STUDY_KEYS if k in r} for s, r in runs.items()} for a, runs in study.items()}, indent=1) + '\n')
-    return path
+    return atomic_write(path, json_text({a: {str(s): {k: r[k] for k in STUDY_KEYS if k in r} for s, r in runs.items()} for a, runs in study.items()}) + '\n')
 
 def summarize(study:dict, # {variant: {seed: evaluation}}
              ) -> dict:

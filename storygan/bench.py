@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils import benchmark
 from fastcore.script import Param
 
 from .core import *
@@ -49,28 +50,29 @@ def bench_configs(configs:list, # dicts: `preset`, optional `label` and `tf32`, 
                  ) -> list:
     "Time Algorithm 1 (with each preset's G steps) on several configurations alternately, one iteration of each per round: median s/iteration"
     dev = torch.device(device or default_device())
-    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
     runs = []
     for c in configs:
         c = dict(c); label = c.pop('label', None); preset = c.pop('preset')
-        speed = {k: c.pop(k) for k in list(c) if k in TrainConfig.__dataclass_fields__}   # amp, compile, channels_last, reuse_fakes, ...
+        speed = {k: c.pop(k) for k in list(c) if k in TrainConfig.__dataclass_fields__}   # amp, reuse_fakes, ...
         speed.setdefault('amp', False)
+        how = dict(compile=bool(c.pop('compile', False)), channels_last=bool(c.pop('channels_last', False)))   # the trainer's options
         tf32 = c.pop('tf32', None)
         cfg = StoryGANConfig.preset(preset, **c)
-        tr = StoryGANTrainer(cfg, train_preset(preset, steps=1, story_bs=story_bs, image_bs=image_bs, device=str(dev), **speed))
-        runs.append(dict(tr=tr, batches=random_batches(cfg, story_bs, image_bs), times=[], peak=0., tf32=tf32,
+        tr = StoryGANTrainer(cfg, train_preset(preset, steps=1, story_bs=story_bs, image_bs=image_bs, **speed), device=str(dev), **how)
+        b = random_batches(cfg, story_bs, image_bs)
+        timer = benchmark.Timer('tr.train_step(*b)', globals=dict(tr=tr, b=b), num_threads=torch.get_num_threads())   # syncs a GPU itself
+        runs.append(dict(tr=tr, batches=b, timer=timer, times=[], peak=0., tf32=tf32,
                          row=dict(preset=preset, model=label or ' '.join(f'{k}={v}' for k, v in c.items()) or preset,
                                   image_size=cfg.image_size, story_bs=story_bs, image_bs=image_bs, amp=tr.use_amp,
-                                  compile=bool(speed.get('compile')), channels_last=bool(speed.get('channels_last')), tf32=tf32)))
+                                  **how, tf32=tf32)))
     for r in runs:
         set_tf32(r['tf32'])
         for _ in range(warmup): r['tr'].train_step(*r['batches'])
     for _ in range(iters):
         for r in runs:
-            set_tf32(r['tf32']); sync()
+            set_tf32(r['tf32'])
             if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter(); r['tr'].train_step(*r['batches']); sync()
-            r['times'].append(time.perf_counter() - t0)
+            r['times'].append(r['timer'].timeit(1).median)                   # one iteration of each configuration per round
             if dev.type == 'cuda': r['peak'] = max(r['peak'], torch.cuda.max_memory_allocated() / 2**20)
     out = []
     for r in runs:
@@ -155,13 +157,10 @@ def matmul_gflops(n:int=2048, # matrix size
                   repeats:int=7, # timed products (the median counts)
                  ) -> float:
     "fp32 matrix-multiply GFLOP/s of this CPU: the median of `repeats` n x n products on `threads` threads"
-    old = torch.get_num_threads(); torch.set_num_threads(threads)
-    try:
-        a, b = torch.randn(n, n), torch.randn(n, n); a @ b
-        ts = []
-        for _ in range(repeats): t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
-    finally: torch.set_num_threads(old)
-    return 2 * n ** 3 / float(np.median(ts)) / 1e9
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = benchmark.Timer('a @ b', globals=dict(a=a, b=b), num_threads=threads)   # sets, and restores, the thread count
+    t.timeit(1)                                                                 # warm-up
+    return 2 * n ** 3 / float(np.median([t.timeit(1).median for _ in range(repeats)])) / 1e9
 
 def machine_info(threads:int=2, # the threads the timings use
                 ) -> dict:

@@ -12,7 +12,10 @@ from .story_encoder import *
 from .clevr import CLEVR_T, CLEVR_LABEL_DIM, OBJ_ATTRS
 
 # %% auto #0
-__all__ = ['ATTR_GROUPS', 'dynamic_conv1d', 'gist_dim', 'Text2Gist', 'ContextEncoder', 'SceneReadout', 'scene_of']
+__all__ = ['FILTER_NUM', 'ATTR_GROUPS', 'dynamic_conv1d', 'gist_dim', 'Text2Gist', 'ContextEncoder', 'SceneReadout', 'scene_of']
+
+# %% ../nbs/05_context_encoder.ipynb #37e5a5c9
+FILTER_NUM = 3   # Text2Gist's filters per frame: the official code's number (no preset or study varies it, so it is not a config field)
 
 # %% ../nbs/05_context_encoder.ipynb #562b7cc0
 def dynamic_conv1d(h:torch.Tensor,       # (B, C) signal per sample (the context h_t)
@@ -26,8 +29,8 @@ def dynamic_conv1d(h:torch.Tensor,       # (B, C) signal per sample (the context
 
 # %% ../nbs/05_context_encoder.ipynb #ba2f7090
 def gist_dim(cfg:StoryGANConfig)->int:
-    "Size of o_t: filter_num * cond_dim with the Text2Gist filter, cond_dim without it (SVFN)."
-    return cfg.filter_num * cfg.cond_dim if cfg.use_filter else cfg.cond_dim
+    "Size of o_t: FILTER_NUM * cond_dim with the Text2Gist filter, cond_dim without it (SVFN)."
+    return FILTER_NUM * cfg.cond_dim if cfg.use_filter else cfg.cond_dim
 
 class Text2Gist(nn.Module):
     "o_t, h_t = Text2Gist(i_t, h_{t-1}): an explicit GRU cell on i_t, then o_t = Filter(i_t) * h_t."
@@ -36,7 +39,7 @@ class Text2Gist(nn.Module):
         self.cfg = cfg
         self.W = nn.Linear(cfg.gru_dim, 3 * cfg.cond_dim)               # W_z, W_r, W_h and b_z, b_r, b_h
         self.U = nn.Linear(cfg.cond_dim, 3 * cfg.cond_dim, bias=False)  # U_z, U_r, U_h
-        n_taps = cfg.filter_num * cfg.filter_size
+        n_taps = FILTER_NUM * cfg.filter_size
         self.filter_net = nn.Sequential(nn.Linear(cfg.gru_dim, n_taps), nn.BatchNorm1d(n_taps)) if cfg.use_filter else None
 
 # %% ../nbs/05_context_encoder.ipynb #e24867b4
@@ -54,8 +57,8 @@ def cell(self:Text2Gist, i_t:torch.Tensor,  # (B, gru_dim) GRU output
 
 @patch
 def filters(self:Text2Gist, i_t:torch.Tensor):  # (B, gru_dim)
-    "Filter(i_t): the per-sample filter bank, (B, filter_num, filter_size)."
-    return self.filter_net(i_t).view(-1, self.cfg.filter_num, self.cfg.filter_size)
+    "Filter(i_t): the per-sample filter bank, (B, FILTER_NUM, filter_size)."
+    return self.filter_net(i_t).view(-1, FILTER_NUM, self.cfg.filter_size)
 
 @patch
 def forward(self:Text2Gist, i_t:torch.Tensor,  # (B, gru_dim) GRU output

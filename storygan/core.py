@@ -15,7 +15,7 @@ from fastcore.script import Param
 
 # %% auto #0
 __all__ = ['MANIFEST', 'COMMANDS', 'COMMAND_MODULES', 'set_seed', 'default_device', 'open_nofollow', 'atomic_save', 'json_text',
-           'atomic_write', 'remove_stale_temp_files', 'to_01', 'quantize', 'dequantize', 'stories_to_tensor',
+           'atomic_write', 'remove_stale_temp_files', 'to_01', 'quantize', 'dequantize', 'batched', 'stories_to_tensor',
            'show_story', 'story_sheet', 'save_story_grid', 'output_dir', 'available_memory', 'check_memory',
            'check_disk', 'read_json', 'reading', 'parse_device', 'FolderLock', 'read_manifest', 'OutputFolder',
            'claim_file', 'quiet', 'command', 'load_modules', 'checked', 'main']
@@ -131,6 +131,15 @@ def dequantize(x, # uint8 pixels [0, 255], any layout
               ):
     "Float images in [-1, 1] from uint8 pixels, in the same layout (the inverse of `quantize` on its values)"
     return x.float() / 127.5 - 1
+
+def batched(f, # a function of one batch (a network, or a lambda around one)
+            x, # the whole input, batch first
+            batch_size:int=256, # rows per call
+            device=None, # where `f` runs (default: where `x` is)
+           ):
+    "f over `x` in batches, without gradients: the outputs joined on the CPU as float (how every judge and feature extractor reads many frames)"
+    import torch
+    with torch.no_grad(): return torch.cat([f(x[i:i + batch_size].to(device or x.device)).float().cpu() for i in range(0, len(x), batch_size)])
 
 def stories_to_tensor(images, # float (B,T,3,H,W) in [-1,1], or uint8 (B,T,H,W,3) array/tensor; a single story without B also works
                      ) -> torch.Tensor:

@@ -16,8 +16,8 @@ from .clevr import OBJ_ATTRS
 
 # %% auto #0
 __all__ = ['OBJ_SPLITS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'frame_targets', 'with_empty_places',
-           'object_loss', 'sample_patches', 'density_target', 'count_loss', 'StoryDiscriminator', 'image_d_loss',
-           'story_d_loss', 'generator_loss', 'build_models', 'count_params']
+           'object_loss', 'sample_patches', 'density_target', 'count_loss', 'StoryDiscriminator', 'loss_stats',
+           'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models', 'count_params']
 
 # %% ../nbs/07_discriminators.ipynb #ede5caed
 def _sn(m:nn.Module, on:bool)->nn.Module:
@@ -52,12 +52,17 @@ class ImageEncoder(nn.Sequential):
         return out, h
 
 # %% ../nbs/07_discriminators.ipynb #3d29f38c
-class ImageDiscriminator(nn.Module):
-    "D_I(x_t, s_t, S): real/fake logit of a frame for its sentence and story, and auxiliary label logits."
+class _Critic(nn.Module):
+    "What both discriminators are built on: the config and an image encoder phi of their own"
     def __init__(self, cfg:StoryGANConfig):
         super().__init__()
-        self.cfg, sn, c = cfg, cfg.d_spectral_norm, cfg.df_dim * 8
-        self.encoder = ImageEncoder(cfg)                                                           # phi
+        self.cfg, self.encoder = cfg, ImageEncoder(cfg)                                            # phi
+
+class ImageDiscriminator(_Critic):
+    "D_I(x_t, s_t, S): real/fake logit of a frame for its sentence and story, and auxiliary label logits."
+    def __init__(self, cfg:StoryGANConfig):
+        super().__init__(cfg)
+        sn, c = cfg.d_spectral_norm, cfg.df_dim * 8
         self.embed_s = nn.Sequential(_sn(nn.Linear(cfg.text_dim, cfg.cond_dim), sn), nn.LeakyReLU(0.2))  # e_s
         self.embed_S = (nn.Sequential(_sn(nn.Linear(cfg.T * cfg.text_dim, cfg.cond_dim), sn), nn.LeakyReLU(0.2))
                         if cfg.use_story_encoder else None)                                          # e_S
@@ -215,12 +220,11 @@ def count_loss(rho:torch.Tensor, # (N, h, w) density map
     return 10 * (rho - target).pow(2).sum((1, 2)).mean() + F.mse_loss(rho.sum((1, 2)), present.sum(-1).float())
 
 # %% ../nbs/07_discriminators.ipynb #5ca75357
-class StoryDiscriminator(nn.Module):
+class StoryDiscriminator(_Critic):
     "D_S(X, S) = w^T (E_img(X) * E_txt(S)) + b, a logit per story (B,)."
     def __init__(self, cfg:StoryGANConfig):
-        super().__init__()
-        self.cfg, sn, c = cfg, cfg.d_spectral_norm, cfg.df_dim * 8
-        self.encoder = ImageEncoder(cfg)                                # phi
+        super().__init__(cfg)
+        sn, c = cfg.d_spectral_norm, cfg.df_dim * 8
         self.img_fc = _sn(nn.Linear(c * 16, cfg.ds_dim), sn)           # W_I
         self.txt_fc = _sn(nn.Linear(cfg.text_dim, cfg.ds_dim), sn)     # W_T
         self.out = _sn(nn.Linear(cfg.T * cfg.ds_dim, 1), sn)           # w, b
@@ -251,6 +255,10 @@ def _wrong(c:torch.Tensor)->torch.Tensor:
     "Mismatched conditions: each sample gets the condition of the previous sample in the batch."
     return c.roll(1, dims=0)
 
+def loss_stats(**terms) -> dict:
+    "The terms to log, detached 0-d tensors: they stay on the device until the trainer reads a whole iteration's at once (notebook 08)"
+    return {k: v.detach().float() for k, v in terms.items()}
+
 def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real frames
                  x_fake:torch.Tensor,                    # (N, 3, H, W) generated frames (detached here)
                  s_t:torch.Tensor, S:torch.Tensor,       # (N, D) sentences, (N, T, D) their stories
@@ -268,14 +276,14 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     extra = {}
     if D_I.obj_net is not None:                                          # the object head, on real frames
         tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
-        q, rho = D_I.object_maps(h, tg['xy'], detach_count=cfg.count_detach)
+        q, rho = D_I.object_maps(h, tg['xy'], detach_count=True)
         l_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
         if rho is not None:                                              # ... and its density map
-            l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt; extra['d_img_count'] = l_cnt.item()
-        loss = loss + cfg.d_obj_weight * l_obj; extra['d_img_obj'] = l_obj.item()
-    p = lambda l: torch.sigmoid(l.detach()).mean().item()
-    return loss, dict(d_img=loss.item(), d_img_real=l_real.item(), d_img_fake=l_fake.item(), d_img_wrong=l_wrong.item(),
-                      d_img_aux=l_aux.item(), **extra, p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
+            l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt; extra['d_img_count'] = l_cnt
+        loss = loss + l_obj; extra['d_img_obj'] = l_obj
+    p = lambda l: torch.sigmoid(l).mean()
+    return loss, loss_stats(d_img=loss, d_img_real=l_real, d_img_fake=l_fake, d_img_wrong=l_wrong, d_img_aux=l_aux, **extra,
+                            p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
 
 def story_d_loss(D_S:StoryDiscriminator, X:torch.Tensor,  # (B, T, 3, H, W) real stories
                  X_fake:torch.Tensor,                     # (B, T, 3, H, W) generated stories (detached here)
@@ -286,9 +294,9 @@ def story_d_loss(D_S:StoryDiscriminator, X:torch.Tensor,  # (B, T, 3, H, W) real
     real, fake, wrong = D_S.logit(e, S), D_S.logit(e_fake, S), D_S.logit(e, _wrong(S))
     l_real, l_fake, l_wrong = _bce(real, 1.), _bce(fake, 0.), _bce(wrong, 0.)
     loss = l_real + 0.5 * (l_fake + l_wrong)
-    p = lambda l: torch.sigmoid(l.detach()).mean().item()
-    return loss, dict(d_story=loss.item(), d_story_real=l_real.item(), d_story_fake=l_fake.item(),
-                      d_story_wrong=l_wrong.item(), p_story_real=p(real), p_story_fake=p(fake), p_story_wrong=p(wrong))
+    p = lambda l: torch.sigmoid(l).mean()
+    return loss, loss_stats(d_story=loss, d_story_real=l_real, d_story_fake=l_fake, d_story_wrong=l_wrong,
+                            p_story_real=p(real), p_story_fake=p(fake), p_story_wrong=p(wrong))
 
 # %% ../nbs/07_discriminators.ipynb #376854d2
 def generator_loss(D_I:ImageDiscriminator,            # image discriminator
@@ -301,7 +309,7 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
                    mu:torch.Tensor, logvar:torch.Tensor,  # (B', cond_dim) story encoder outputs
                    cfg:StoryGANConfig,
                    generator:torch.Generator=None):    # source of the object head's empty places (None: torch's global one)
-    "G's loss: alpha*image adversarial + aux_weight*label BCE + beta*story adversarial + kl_weight*KL (+ obj_weight*object loss + count_weight*count loss); (loss, stats)."
+    "G's loss: image adversarial + aux_weight*label BCE + story adversarial + KL (+ obj_weight*object loss + count_weight*count loss); (loss, stats)."
     check_tensor(labels, 'labels', (x_fake.shape[0], cfg.label_dim), 'N L')
     feat, h = D_I.encoder.stages(x_fake)
     logit, label_logits = D_I.logit(feat, s_t, S_img), D_I.classify(feat)
@@ -314,9 +322,9 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
         if rho is not None: g_cnt = count_loss(rho, tg['xy'], tg['present'])   # ... and its density map
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)
-    loss = cfg.alpha * g_img + cfg.aux_weight * g_aux + cfg.beta * g_story + cfg.kl_weight * kl + cfg.obj_weight * g_obj + cfg.count_weight * g_cnt
-    return loss, dict(g=loss.item(), g_img=g_img.item(), g_aux=g_aux.item(), g_story=g_story.item(), kl=kl.item(), g_obj=g_obj.item(), g_count=g_cnt.item(),
-                      p_img_fake_g=torch.sigmoid(logit.detach()).mean().item())
+    loss = g_img + cfg.aux_weight * g_aux + g_story + kl + cfg.obj_weight * g_obj + cfg.count_weight * g_cnt
+    return loss, loss_stats(g=loss, g_img=g_img, g_aux=g_aux, g_story=g_story, kl=kl, g_obj=g_obj, g_count=g_cnt,
+                            p_img_fake_g=torch.sigmoid(logit).mean())
 
 # %% ../nbs/07_discriminators.ipynb #b4c9160b
 def build_models(cfg:StoryGANConfig):

@@ -218,7 +218,7 @@ def predict_labels(model:nn.Module, # a classifier
     "0/1 label predictions (..., L): sigmoid > 0.5"
     model.eval(); dev = next(model.parameters()).device
     x = X.reshape(-1, *X.shape[-3:])
-    out = torch.cat([model(x[i:i + batch_size].float().to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
+    out = batched(lambda b: model(b.float()), x, batch_size, dev)
     return (out > 0).view(*X.shape[:-3], -1)
 
 def label_scores(pred:torch.Tensor, # (..., L) 0/1 predictions
@@ -323,7 +323,7 @@ def net_features(net:nn.Module, # anything with `.features(x)` on [-1, 1] frames
     "Features (N, D) of frames: `net.features(x)`, or `net(x)` for a backbone"
     net.eval(); dev = next(net.parameters()).device
     f, x = (net.features if hasattr(net, 'features') else net), X.reshape(-1, *X.shape[-3:])
-    return torch.cat([f(x[i:i + batch_size].float().to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
+    return batched(lambda b: f(b.float()), x, batch_size, dev)
 
 def fid_kid(X:torch.Tensor, # (..., 3, H, W) real frames in [-1, 1]
             X_hat:torch.Tensor, # (..., 3, H, W) generated frames in [-1, 1]
@@ -353,7 +353,7 @@ def inception_features(net:nn.Module, # from `fid_inception`
                       ) -> torch.Tensor:
     "FID Inception features (N, 2048) of frames read as the published evaluation reads them: 64×64 pixels, bilinear to 299 inside the network"
     x, dev = (X if X.dtype == torch.uint8 else frames_64(X)), next(net.parameters()).device
-    return torch.cat([net(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
+    return batched(net, x, batch_size, dev)
 
 # %% ../nbs/14_evaluation.ipynb #94e10d9a
 def _sha256(path) -> str:

@@ -125,7 +125,7 @@ class ImageGenerator(nn.Module):
         n_up = int(math.log2(cfg.image_size // 4))
         chans = [self.c0 // 2 ** k for k in range(n_up + 1)]  # e.g. 128, 64, 32, 16
         self.blocks = nn.ModuleList(UpBlock(a, b, c_dim, cfg.g_cond_norm, cfg.g_coord, cfg.layout_dim) for a, b in zip(chans[:-1], chans[1:]))
-        self.layout = LayoutMap(cfg.layout_dim, cfg.layout_sigma) if cfg.layout_dim else None
+        self.layout = LayoutMap(cfg.layout_dim) if cfg.layout_dim else None
         self.to_rgb = nn.Conv2d(chans[-1], 3, 3, padding=1)
 
     def forward(self, c:torch.Tensor,  # (N, generator_input_dim) condition c_t of each frame
@@ -219,11 +219,9 @@ def encode(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
     return z
 
 @patch
-def forward(self:StoryGenerator, S:torch.Tensor,  # (B, T, D) sentence vectors
-            noise:torch.Tensor|None=None,         # (B, T, noise_dim) eps_t; None: drawn from `generator`
-            generator:torch.Generator|None=None, # source of all randomness not given
-            h0:torch.Tensor|None=None):           # (B, cond_dim) a story context to use instead of sampling one
+def forward(self:StoryGenerator, S:torch.Tensor, noise=None, generator=None, h0=None):   # the arguments of `encode`
     "X_hat (B, T, 3, H, W) in [-1, 1], mu (B, cond_dim), logvar (B, cond_dim)."
+    check_tensor(S, 'S', (None, self.cfg.T, self.cfg.text_dim), 'B T D', finite=True)   # a story from outside: its values too
     z = self.encode(S, noise, generator, h0)
     B, T = S.shape[:2]
     lay = self.layouts(S, z)

@@ -37,7 +37,7 @@ RECIPES = dict(   # notebook 17's choices: (StoryGANConfig overrides, TrainConfi
 
 def recipe_configs(recipe:str, # 'paper' | 'paper+layout' | 'recipe'
                    preset:str='clevr', # model and training preset
-                   **train, # TrainConfig overrides (time_limit, amp, ...)
+                   **train, # TrainConfig overrides (amp, steps, ...)
                   ) -> tuple:
     "(StoryGANConfig overrides, TrainConfig) of `preset` as it is, or with the recipe's additions (notebooks 15 and 17)"
     if recipe not in RECIPES: raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
@@ -122,7 +122,7 @@ def judge(G, # a StoryGenerator
 
 # %% ../nbs/17_train_clevr.ipynb #8b3c0f02
 def _dump(path:Path, obj) -> Path:
-    tmp = path.with_name(path.name + '.tmp'); tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, path); return path
+    return atomic_write(path, json_text(obj, default=str))
 
 def _subsample(rows:list, n:int=300) -> list:
     "At most n rows, evenly spread (the last one kept)"
@@ -187,13 +187,13 @@ def gpu_report(out:str='gpu-report', # folder for report.json, the sample pages 
     # 4. the two runs, the same minutes each, judged on the same held-out stories with the same noise
     rep['runs'] = {}
     for name in ('paper', 'recipe'):
-        model, tc = recipe_configs(name, preset, time_limit=minutes, amp=True, channels_last=True, sample_every=0, ckpt_every=0,
-                                   num_workers=workers, device=str(dev))
+        model, tc = recipe_configs(name, preset, amp=True)
         run = work / f'run_{name}'
         if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
         set_tf32(True)
         t0 = time.perf_counter()
-        tr = train_storygan(data, run, preset, tc, progress=False, restart=True, command='gpu-report', image_size=image_size, **model)   # always afresh
+        tr = train_storygan(data, run, preset, tc, progress=False, restart=True, command='gpu-report', image_size=image_size, time_limit=minutes,
+                            channels_last=True, sample_every=0, ckpt_every=0, workers=workers, device=str(dev), **model)   # always afresh
         rows = read_metrics(run)
         r = dict(name=RUN_NAMES[name], model=model, train=dict(lr=tc.lr, ema=tc.ema, story_bs=tc.story_bs, image_bs=tc.image_bs, g_steps=tc.g_steps),
                  iterations=tr.step, seconds=round(time.perf_counter() - t0, 1), train_seconds=round(rows[-1]['time'], 1),

@@ -208,8 +208,8 @@ def judge_read(X:torch.Tensor, # (N, T, 3, H, W) frames in [-1, 1], real or gene
                **kwargs, # passed to `judge_story`
               ) -> dict:
     "The judge's reading of N stories, in the form `probe_scores` reads: present (N, T, 4), shape / color / material / size (N, T, 4), count (N, T)"
-    check_tensor(S, 'S', (None, None, CLEVR_TEXT_DIM), 'N T D')
-    check_tensor(X, 'X', (*S.shape[:2], 3, None, None), 'N T C H W')
+    check_tensor(S, 'S', (None, None, CLEVR_TEXT_DIM), 'N T D', finite=True)
+    check_tensor(X, 'X', (*S.shape[:2], 3, None, None), 'N T C H W', finite=True)
     if X.shape[-1] != X.shape[-2]: raise ValueError(f"the judge reads square frames, got {tuple(X.shape[-2:])}")
     frames = ((X.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(0, 1, 3, 4, 2).numpy()      # (N, T, H, W, 3)
     last = S[:, -1].detach().float().cpu().numpy()

@@ -211,8 +211,8 @@ def probe_read(probe:AttributeProbe, # a trained probe
                batch_size:int=512, # frames per forward pass
               ) -> dict:
     "The probe's answers: present (N, T, 4) probabilities, shape / color / material / size (N, T, 4) classes, count (N, T), mass (N, T)"
-    check_tensor(S, 'S', (None, None, CLEVR_TEXT_DIM), 'N T D')
-    check_tensor(X, 'X', (*S.shape[:2], 3, None, None), 'N T C H W')
+    check_tensor(S, 'S', (None, None, CLEVR_TEXT_DIM), 'N T D', finite=True)
+    check_tensor(X, 'X', (*S.shape[:2], 3, None, None), 'N T C H W', finite=True)
     probe.eval()
     dev = next(probe.parameters()).device
     N, T = S.shape[:2]
@@ -308,10 +308,11 @@ def _probes_dir() -> Path:
     return Path(storygan.__file__).parent / 'probes'
 
 def shipped_probes(size:int, # frame size
+                   folder=None, # where they are (default: the package's probes/, written by `ship_probes`)
                   ) -> list:
     "The probes shipped with the package for frames of `size` drawn by this renderer: [] when none, or when they were fitted on another renderer's frames"
     out = []
-    for f in sorted(_probes_dir().glob(f'probe_{size}_*.pt')):
+    for f in sorted(Path(folder or _probes_dir()).glob(f'probe_{size}_*.pt')):
         pr = load_probe(f)
         if (pr.data_key or {}).get('renderer') == renderer_key(size): out.append(pr)
     return out
@@ -320,6 +321,7 @@ def probes_for(data, # CLEVR-style dataset folder
                image_size:int=None, # frame size (default: the dataset's)
                path=None, # a probe file to use instead
                shipped:bool=True, # use the shipped probes where they fit the data
+               folder=None, # where the shipped probes are (default: the package's)
                **kwargs, # passed to `train_probe` when one must be trained
               ) -> list:
     "The probes to judge frames of `data` by: `path`; else the shipped ones when `data` was drawn by this renderer; else one fitted on `data`'s training frames (kept beside it)"
@@ -327,7 +329,7 @@ def probes_for(data, # CLEVR-style dataset folder
     info = data_info(data)
     size = image_size or info['image_size']
     if shipped and info.get('renderer') == renderer_key(size):
-        ps = shipped_probes(size)
+        ps = shipped_probes(size, folder)
         if ps: return ps
     return [cached_net(Path(data) / f'probe_{size}.pt', dataset_key(data, size), load_probe, lambda: train_probe(data, size, **kwargs), save_probe)]
 
@@ -348,7 +350,7 @@ def ship_probes(sizes=(32, 64), # frame sizes
                 folder=None, # where the probes go (default: the package's probes/)
                 **kwargs, # passed to `train_probe`
                ) -> list:
-    "Fit the probes that ship with the package, on data drawn by this renderer; returns their files"
+    "Fit the probes that ship with the package, on data drawn by this renderer; returns their files (`folder` default: the package's)"
     import tempfile
     from storygan.clevr_data import generate_clevr
     folder, work = Path(folder or _probes_dir()), Path(work or tempfile.mkdtemp())

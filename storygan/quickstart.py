@@ -200,12 +200,12 @@ def _quickstart(out:Path, q:dict, keep:list, amp:str, workers, seed:int, device,
     data, run = _quickstart_data(out / 'data', q, seed, workers, overwrite), out / 'run'
     t_data = time.perf_counter() - t0
     probes_for(data, q['size'], progress=not quiet())                    # the shipped probes (one fitted here if the renderer changed)
-    tc = train_preset('tiny', **{**dict(steps=q['iterations'], lr=q['lr'], sample_every=500, ckpt_every=KEEP_EVERY), **q['train'],
-                                 'seed': seed, 'device': device, 'amp': amp, 'time_limit': q['minutes']})
+    tc = train_preset('tiny', **{**dict(steps=q['iterations'], lr=q['lr']), **q['train'], 'seed': seed, 'amp': amp})
     print(f"training the tiny StoryGAN for {q['iterations']:,} iterations" + (f" (at most {q['minutes']:g} minutes)" if q['minutes'] else ''), flush=True)
     t1 = time.perf_counter()
     tr = train_storygan(data, run, 'tiny', tc, callbacks=[_Forecast(q['iterations'], q['minutes']), _Keep(keep, run)],
-                        restart=True, overwrite=overwrite, command='quickstart', image_size=q['size'], **q['model'])   # always afresh
+                        restart=True, overwrite=overwrite, command='quickstart', device=device, time_limit=q['minutes'], sample_every=500,
+                        ckpt_every=KEEP_EVERY, image_size=q['size'], **q['model'])   # always afresh
     t_train, t2 = time.perf_counter() - t1, time.perf_counter()
     res = evaluate(run / 'checkpoint.pt', data, seed=seed)
     atomic_write(claim_file(run / 'evaluation.json', 'quickstart', 'evaluation'), json_text(res))
@@ -236,6 +236,6 @@ def tiny_checkpoint(folder, # where the data and the run go
     data = generate_clevr(folder / 'clevr', n_train=stories, n_test=4, size=32, seed=seed, workers=1, progress=False)
     run = folder / 'run'
     if not (run / 'checkpoint.pt').exists():
-        tc = train_preset('tiny', steps=steps, story_bs=4, image_bs=8, sample_every=0, ckpt_every=0, seed=seed)
-        train_storygan(data, run, 'tiny', tc, progress=False)
+        tc = train_preset('tiny', steps=steps, story_bs=4, image_bs=8, seed=seed)
+        train_storygan(data, run, 'tiny', tc, progress=False, sample_every=0, ckpt_every=0)
     return run / 'checkpoint.pt'

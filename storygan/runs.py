@@ -5,7 +5,8 @@
 # %% ../nbs/09_runs.ipynb #0029188a
 from __future__ import annotations
 import contextlib, copy, enum, json, os, random, signal, sys, threading, time
-from dataclasses import asdict, fields, MISSING
+from dataclasses import asdict, fields
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,10 @@ from .generator import *
 from .training import *
 
 # %% auto #0
-__all__ = ['RESUMABLE_FIELDS', 'STOP_SIGNALS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_diff',
-           'ResumableSampler', 'make_loader', 'generate_stories', 'real_above_fake', 'read_metrics', 'plot_metrics',
-           'ddp_setup', 'Interrupted', 'check_data_matches', 'StopReason', 'train_storygan', 'Run', 'train']
+__all__ = ['RESUMABLE_FIELDS', 'STOP_SIGNALS', 'CKPT_MINUTES', 'N_SAMPLES', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'load_checkpoint', 'config_diff', 'ResumableSampler', 'make_loader', 'generate_stories', 'real_above_fake',
+           'read_metrics', 'plot_metrics', 'ddp_setup', 'Interrupted', 'check_data_matches', 'RunOptions', 'StopReason',
+           'train_storygan', 'Run', 'train']
 
 # %% ../nbs/09_runs.ipynb #320035e1
 def rng_state() -> dict:
@@ -70,8 +72,7 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
     return ck
 
 # %% ../nbs/09_runs.ipynb #59742212
-RESUMABLE_FIELDS = {'steps', 'epochs', 'sample_every', 'ckpt_every', 'ckpt_minutes', 'log_every', 'n_samples', 'time_limit', 'num_workers',
-                    'compile', 'channels_last', 'amp', 'amp_dtype', 'device'}
+RESUMABLE_FIELDS = {'steps', 'epochs', 'amp'}   # how long, and the arithmetic the machine does fast: a resume may change them
 
 def config_diff(saved:dict, # config as stored in a checkpoint
                 now:dict, # the current config
@@ -94,21 +95,28 @@ def state_dict(self:StoryGANTrainer) -> dict:
                 scalers={k: s.state_dict() for k, s in self.scalers.items()},
                 data_state=copy.deepcopy(self.data_state))
 
+def _resume_schedule(s, saved:dict, total:int):
+    "Put scheduler `s` where the checkpoint's was; a cosine then ends at this run's last iteration (`total`), so more --steps stretch it"
+    parts = getattr(s, '_schedulers', [s])                           # a ChainedScheduler's parts, or the one scheduler
+    if 'lr_lambdas' in saved:                                         # an older checkpoint's LambdaLR: only its position carries over
+        for p in parts: p.last_epoch = saved['last_epoch']
+    else: s.load_state_dict(saved)
+    for p in parts:
+        if isinstance(p, torch.optim.lr_scheduler.CosineAnnealingLR): p.T_max = total
+
 @patch
 def load_state_dict(self:StoryGANTrainer, ck:dict, # a checkpoint
                    ):
     "Continue from checkpoint `ck`; a ValueError names every config field that differs (a field newer than the checkpoint counts as its default)"
-    defaults = lambda cls: {f.name: f.default for f in fields(cls) if f.default is not MISSING}   # new fields are off by default
-    diffs = config_diff({**defaults(StoryGANConfig), **ck['model_cfg']}, asdict(self.cfg), 'model.') + \
-            config_diff({**defaults(TrainConfig), **ck['train_cfg']}, asdict(self.tcfg), 'train.', RESUMABLE_FIELDS)
+    saved = lambda cls, d: asdict(cls.from_dict(d))    # an older checkpoint's: a field newer than it is at its default (off), a retired one dropped
+    diffs = config_diff(saved(StoryGANConfig, ck['model_cfg']), asdict(self.cfg), 'model.') + \
+            config_diff(saved(TrainConfig, ck['train_cfg']), asdict(self.tcfg), 'train.', RESUMABLE_FIELDS)
     if diffs: raise ValueError("the checkpoint was written with a different configuration:\n  " + "\n  ".join(diffs))
     for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S, G_ema=self.G_ema).items():
         if m is not None: m.load_state_dict(ck['models'][k])
     for k, o in self.opts.items(): o.load_state_dict(ck['optimizers'][k])
-    for k, s in self.scheds.items():   # the position comes from the checkpoint, the schedule from this run's config (more --steps stretch its cosine)
-        own = [dict(f.__dict__) for f in s.lr_lambdas]
-        s.load_state_dict(ck['schedulers'][k])
-        for f, d in zip(s.lr_lambdas, own): f.__dict__.update(d)
+    if self.averager is not None: self.averager.n_averaged.fill_(ck['step'] + 1)
+    for k, s in self.scheds.items(): _resume_schedule(s, ck['schedulers'][k], self.tcfg.steps or self.tcfg.epochs * self.spe)
     for k, s in self.scalers.items():
         if ck['scalers'].get(k): s.load_state_dict(ck['scalers'][k])
     self.step, self.data_state = ck['step'], copy.deepcopy(ck['data_state'])
@@ -236,6 +244,25 @@ def check_data_matches(data_fields:dict, # T, text_dim, label_dim of a dataset
     if bad: raise ValueError("the data does not fit the model: " + "; ".join(bad))
 
 # %% ../nbs/09_runs.ipynb #83c57bb6
+class RunOptions(NamedTuple):
+    "How `train_storygan` carries a run out, never what it learns: its arguments, so a checkpoint neither stores nor checks them"
+    device: str = None          # where to train (None: the best available)
+    sample_every: int = 500     # iterations between sample grids (0: only at the end)
+    ckpt_every: int = 1000      # iterations between checkpoints (0: only at the end, and every CKPT_MINUTES)
+    time_limit: float = None    # minutes: the call stops early, with a checkpoint
+    workers: int = 0            # DataLoader worker processes
+    compile: bool = False       # torch.compile the networks
+    channels_last: bool = False # channels-last memory format
+
+    def check(self):
+        for k in ('sample_every', 'ckpt_every', 'workers'):
+            if getattr(self, k) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.time_limit is not None and not self.time_limit > 0: raise ValueError(f"time_limit must be > 0 minutes (or None), got {self.time_limit}")
+        return self
+
+CKPT_MINUTES = 10   # a checkpoint at least this often, whatever `ckpt_every` says, so that a crash loses little
+N_SAMPLES = 6       # validation stories in every sample grid
+
 class StopReason(enum.Enum):
     "Why a run's loop ends"
     DONE = 'done'                  # the iterations asked for (`steps`, or `epochs` of the story loader) are done
@@ -252,10 +279,18 @@ def train_storygan(data, # dataset folder (the story dataset format, or another 
                    restart:bool=False, # start over: delete the run `command` wrote in `out` before (never other files)
                    overwrite:bool=False, # take over a folder written by another command or holding other files (only the tool's files are deleted)
                    command:str='train', # who owns the run folder (its manifest says so): a quickstart never replaces a `train` run
+                   device:str=None, # where to train (default: the best available)
+                   sample_every:int=500, # iterations between sample grids (0: only at the end)
+                   ckpt_every:int=1000, # iterations between checkpoints (0: only at the end; and at least every CKPT_MINUTES)
+                   time_limit:float=None, # minutes: this call stops early, with a checkpoint and samples, when it runs longer
+                   workers:int=0, # DataLoader worker processes
+                   compile:bool=False, # torch.compile the networks (`StoryGANTrainer`)
+                   channels_last:bool=False, # channels-last memory format
                    **overrides, # StoryGANConfig fields overriding the preset (e.g. image_size=64)
                   ) -> StoryGANTrainer:
     "Train StoryGAN on the stories in `data` (Algorithm 1); checkpoints, metrics and sample grids go to `out`"
-    run = Run(data, out, preset, tcfg or train_preset(preset), callbacks, progress, overrides, dict(restart=restart, overwrite=overwrite, command=command))
+    opts = RunOptions(device, sample_every, ckpt_every, time_limit, workers, compile, channels_last).check()
+    run = Run(data, out, preset, tcfg or train_preset(preset), callbacks, progress, overrides, dict(restart=restart, overwrite=overwrite, command=command), opts)
     with run:                                        # the folder claimed and locked, stop signals turned into a stop, a checkpoint on the way out
         tr = run.start(resume)                       # the trainer, from the checkpoint when resuming
         while (stop := run.stop_reason()) is None:
@@ -268,8 +303,9 @@ def train_storygan(data, # dataset folder (the story dataset format, or another 
 # %% ../nbs/09_runs.ipynb #3040eeca
 class Run:
     "The bookkeeping of `train_storygan`: the folder and its lock, the loaders, the log, sample grids, checkpoints, the stop reasons"
-    def __init__(self, data, out, preset:str, tc:TrainConfig, callbacks=(), progress:bool=None, overrides:dict=None, owner:dict=None):
+    def __init__(self, data, out, preset:str, tc:TrainConfig, callbacks=(), progress:bool=None, overrides:dict=None, owner:dict=None, opts=None):
         self.data, self.out, self.preset, self.tc, self.callbacks = Path(data), Path(out), preset, tc, list(callbacks)
+        self.opts = opts or RunOptions()
         self.rank, self.world, _ = ddp_setup()
         self.main = self.rank == 0
         if self.main: output_dir(self.out, 'the run folder')                # a folder that cannot be written fails first
@@ -333,8 +369,9 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
     self.total = tc.steps or tc.epochs * self.spe
     frames = tc.story_bs * self.cfg.T + tc.image_bs                          # a step holds about 100x its input frames' bytes (measured, tiny to clevr)
     check_memory(100 * frames * 3 * self.cfg.image_size ** 2 * 4, f"a training step of story_bs={tc.story_bs} and image_bs={tc.image_bs} "
-                 f"at {self.cfg.image_size}x{self.cfg.image_size}", tc.device or default_device())
-    self.tr = tr = StoryGANTrainer(self.cfg, tc, self.spe, rank=self.rank, world_size=self.world)
+                 f"at {self.cfg.image_size}x{self.cfg.image_size}", self.opts.device or default_device())
+    o = self.opts
+    self.tr = tr = StoryGANTrainer(self.cfg, tc, self.spe, rank=self.rank, world_size=self.world, device=o.device, compile=o.compile, channels_last=o.channels_last)
     if ck is not None:
         tr.load_state_dict(ck)
         if tr.step > self.total:
@@ -343,12 +380,12 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
     self.last_ckpt, self.step0 = (tr.step, time.perf_counter()), tr.step
     pin = tr.device.type == 'cuda'
     samplers = ResumableSampler(ds, self.world, self.rank, tc.seed), ResumableSampler(ids, self.world, self.rank, tc.seed + 1)
-    loaders = make_loader(ds, tc.story_bs, samplers[0], tc.num_workers, pin), make_loader(ids, tc.image_bs, samplers[1], tc.num_workers, pin)
+    loaders = make_loader(ds, tc.story_bs, samplers[0], self.opts.workers, pin), make_loader(ids, tc.image_bs, samplers[1], self.opts.workers, pin)
     self.streams = [_stream(tr.data_state[k], l, s, bs) for k, l, s, bs in zip(('story', 'image'), loaders, samplers, (tc.story_bs, tc.image_bs))]
-    idx = np.linspace(0, len(val) - 1, min(tc.n_samples, len(val))).round().astype(int)
+    idx = np.linspace(0, len(val) - 1, min(N_SAMPLES, len(val))).round().astype(int)
     self.fixed = collate_stories([val[int(i)] for i in idx])                # the same validation stories in every grid
     if self.main:
-        atomic_write(self.out / 'config.json', json.dumps(dict(model=asdict(self.cfg), train=asdict(tc), data=str(self.data), world_size=self.world), indent=1))
+        atomic_write(self.out / 'config.json', json.dumps(dict(model=asdict(self.cfg), train=asdict(tc), run=self.opts._asdict(), data=str(self.data), world_size=self.world), indent=1))
         keep = [json.dumps(r) for r in read_metrics(self.out) if r['step'] <= tr.step] if resume and self.log.exists() else []
         atomic_write(self.log, ''.join(l + '\n' for l in keep))             # a resumed run drops lines logged after its checkpoint
     tr.run_dir, tr.last_sample = self.out, None
@@ -373,7 +410,7 @@ def _stream(st:dict, # the loader's position: dict(epoch, batch), kept in the tr
 def stop_reason(self:Run):
     "A `StopReason`, or None to go on; under DDP the processes agree (the strongest reason wins)"
     tr, tc, now = self.tr, self.tc, time.perf_counter()
-    late = tc.time_limit and tr.step > self.step0 and now - self.t0 > 60 * tc.time_limit      # at least one iteration per call
+    late = self.opts.time_limit and tr.step > self.step0 and now - self.t0 > 60 * self.opts.time_limit      # at least one iteration per call
     code = 3 if self._intr.requested else 1 if tr.step >= self.total else 2 if late else 0
     if self.world > 1:
         flag = torch.tensor(float(code), device=tr.device); dist.all_reduce(flag, op=dist.ReduceOp.MAX); code = int(flag.item())
@@ -394,15 +431,15 @@ def record(self:Run, stats:dict):
     tr, tc, cfg = self.tr, self.tc, self.cfg
     tr.step += 1; self.clean = True
     now = time.perf_counter(); dt, self.t_last = now - self.t_last, now
-    if self.main and (tr.step % tc.log_every == 0 or tr.step == self.total):
+    if self.main:
         row = dict(step=tr.step, epoch=round(tr.step / self.spe, 4), lr_G=self.lrs['lr_G'], lr_D=self.lrs['lr_D_I'], **stats, step_time=dt,
                    data_time=self.data_time, images_per_s=(tc.story_bs * cfg.T + tc.image_bs) * self.world / dt, time=now - self.t0)
         self._append(json.dumps(row) + '\n')
     if self.bar is not None: self.bar.update(tr.step); self.bar.comment = _brief(stats)
-    if tc.sample_every and tr.step % tc.sample_every == 0:
+    if self.opts.sample_every and tr.step % self.opts.sample_every == 0:
         self.sample(); self.say(f"iteration {tr.step}/{self.total}  {_brief(stats)}  {now - self.t0:.0f}s")
-    due = tc.ckpt_every and tr.step % tc.ckpt_every == 0
-    late = self.world == 1 and tc.ckpt_minutes and now - self.last_ckpt[1] > 60 * tc.ckpt_minutes
+    due = self.opts.ckpt_every and tr.step % self.opts.ckpt_every == 0
+    late = self.world == 1 and now - self.last_ckpt[1] > 60 * CKPT_MINUTES
     if due or late: self.checkpoint()
     for cb in self.callbacks: cb(tr, stats)
 
@@ -437,14 +474,14 @@ def finish(self:Run, stop:StopReason):
     tr, tc = self.tr, self.tc
     if self.world > 1: tr.check_replicas()
     if self.last_ckpt[0] != tr.step: self.checkpoint()
-    if not tc.sample_every or tr.step % tc.sample_every: self.sample()
+    if not self.opts.sample_every or tr.step % self.opts.sample_every: self.sample()
     if self.bar is not None: self.bar.on_iter_end()
     if stop == StopReason.INTERRUPTED:
         sig = signal.Signals(self._intr.signum or signal.SIGINT)
         if self.main: print(f"{sig.name}: stopped after iteration {tr.step}: " + (f"checkpoint saved to {self.ck_path} (continue with --resume)" if self.ck_path.exists()
                             else "nothing to save yet"), file=sys.stderr, flush=True)
         raise Interrupted(sig)
-    why = f"time limit of {tc.time_limit} minutes reached at iteration {tr.step}; " if stop == StopReason.TIME_LIMIT else ''
+    why = f"time limit of {self.opts.time_limit} minutes reached at iteration {tr.step}; " if stop == StopReason.TIME_LIMIT else ''
     self.say(f"done: {why}{tr.step} iterations, {time.perf_counter() - self.t0:.0f}s; checkpoint {self.ck_path}; samples {tr.last_sample}")
 
 @patch
@@ -489,11 +526,11 @@ def train(data:str=None, # dataset folder, e.g. written by `storygan clevr` (req
     if not data or not out: raise ValueError(f"--data DIR and --out RUN_DIR are required (got data={data}, out={out})")
     if device is not None: parse_device(device)                                   # a device torch does not know, in the user's words
     if steps is not None and epochs is not None: raise ValueError(f"give --steps or --epochs, not both (got steps={steps}, epochs={epochs})")
-    tc = train_preset(preset, steps=steps, epochs=epochs, amp=amp, ema=ema, compile=compile, channels_last=channels_last, story_bs=story_bs,
-                      image_bs=image_bs, lr=lr, g_steps=g_steps, sample_every=sample_every, ckpt_every=ckpt_every,
-                      time_limit=time_limit, num_workers=workers, seed=seed, device=device)
+    tc = train_preset(preset, steps=steps, epochs=epochs, amp=amp, ema=ema, story_bs=story_bs, image_bs=image_bs, lr=lr, g_steps=g_steps, seed=seed)
+    run = {k: v for k, v in dict(sample_every=sample_every, ckpt_every=ckpt_every).items() if v is not None}
     if resume and overwrite: raise ValueError("give --resume or --overwrite, not both")
-    try: train_storygan(data, out, preset, tc, resume=resume, restart=overwrite, overwrite=overwrite, **({} if image_size is None else dict(image_size=image_size)))
+    try: train_storygan(data, out, preset, tc, resume=resume, restart=overwrite, overwrite=overwrite, device=device, time_limit=time_limit, workers=workers,
+                        compile=compile, channels_last=channels_last, **run, **({} if image_size is None else dict(image_size=image_size)))
     except KeyboardInterrupt as e: return 128 + getattr(e, 'signum', signal.SIGINT)       # 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP
     finally:
         if dist.is_initialized(): dist.destroy_process_group()

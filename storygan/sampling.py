@@ -50,7 +50,7 @@ def story_vectors(sentences:list, # one sentence per frame
                              f"but {data.get('root')!r} is not there: give --data DIR")
         S = sentence_vectors(data['root'], list(sentences))
     S = torch.as_tensor(np.asarray(S), dtype=torch.float32)[None]
-    check_tensor(S, 'the story', (1, cfg.T, cfg.text_dim), 'B T D')
+    check_tensor(S, 'the story', (1, cfg.T, cfg.text_dim), 'B T D', finite=True)
     return S
 
 # %% ../nbs/10_sampling.ipynb #dfb3a76e

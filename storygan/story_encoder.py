@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'PAPER_SWITCHES', 'TINY_WIDTHS', 'PRESETS', 'StoryGANConfig', 'check_tensor', 'sample_normal',
-           'reparameterize', 'StoryEncoder', 'kl_loss']
+__all__ = ['ABLATIONS', 'PAPER_SWITCHES', 'TINY_WIDTHS', 'PRESETS', 'RETIRED_FIELDS', 'StoryGANConfig', 'from_saved',
+           'check_tensor', 'sample_normal', 'reparameterize', 'StoryEncoder', 'kl_loss']
 
 # %% ../nbs/04_story_encoder.ipynb #de7b3d2e
 ABLATIONS = ('imagegan', 'svc', 'svfn', 'storygan')  # paper section 5, from the simplest to the full model
@@ -21,49 +21,41 @@ ABLATIONS = ('imagegan', 'svc', 'svfn', 'storygan')  # paper section 5, from the
 @dataclass
 class StoryGANConfig:
     "Every size, switch and loss weight of StoryGAN; `StoryGANConfig.preset(name)` gives the named ones."
-    # --- data ---
-    text_dim: int = 75          # D: sentence vector per frame (CLEVR: 4 object slots x 18 + 3 camera)
-    label_dim: int = 15         # L: 0/1 labels per frame, targets of D_I's auxiliary classifier
-    T: int = 4                  # frames per story (CLEVR 4, Pororo 5)
-    image_size: int = 64        # 64 as in the paper; 32 for quick CPU runs
-    # --- generator ---
-    noise_dim: int = 100        # eps_t, one per frame (the official CLEVR code's noise is 100-d in effect)
-    cond_dim: int = 75          # story context: h0, h_t, mu, logvar
-    gru_dim: int = 75           # i_t, g_t: output/state of the sentence GRU
-    filter_num: int = 3         # Text2Gist: filters predicted per frame ...
-    filter_size: int = 15       # ... and their length (odd: 'same' padding)
-    gf_dim: int = 192           # G width: the 4x4 map has 8*gf_dim channels, halved by each upsampling block (official: 192)
-    g_sentence: bool = False    # addition: feed the raw s_t to G next to o_t and i_t (the shortest path from text to pixels)
-    g_hidden: int = 0           # addition: a hidden layer of this width from the condition to the 4x4 map (0: one linear layer, as official)
-    g_cond_norm: bool = False   # addition: conditional BatchNorm, every upsampling block modulated by the condition (off: plain BatchNorm, as official)
-    g_coord: int = 0            # addition, CoordConv: each block's conv also sees x/y channels and a g_coord-d embedding of the condition (0: off)
-    layout_dim: int = 0         # addition, layout maps: G's blocks see each object's embedded attributes painted at its place (CLEVR-style vectors; 0: off)
-    layout_sigma: float = 0.1   # width of an object's blob in the layout maps, in frame coordinates ([-1, 1])
-    layout_memory: bool = False # addition, hand-summed memory: layout maps of every object named so far, summed by the code (an upper bound, not learned)
-    memory_weight: float = 0.0  # addition, learned memory: a read-out of the context encoder's state predicts the scene so far and the layout maps draw it; its loss weight (0: off)
-    sentences: str = 'cumulative'  # the data's vectors: 'cumulative' (frame t names objects 1..t, the paper's) or 'new' (only object t)
-    # --- discriminators ---
-    df_dim: int = 96            # D width: image encoders end in an 8*df_dim x 4 x 4 map
-    ds_dim: int = 1760          # D_S: size of each frame's image and sentence embedding (the paper gives none; 1760 gives D_S the official 28.0M parameters)
+    # --- data: fixed by the dataset, so that one config can rebuild a checkpoint's model ---
+    text_dim: int = 75          # D, numbers per sentence vector: CLEVR-SV 75 (4 object slots x 18 + 3 camera), Pororo-SV 137
+    label_dim: int = 15         # L, 0/1 labels per frame that D_I's auxiliary classifier predicts: CLEVR 15, Pororo 9
+    T: int = 4                  # frames per story: CLEVR 4, Pororo 5
+    image_size: int = 64        # the paper's 64; 32 makes a CPU run four times cheaper (the quickstart)
+    sentences: str = 'cumulative'  # 'cumulative' (frame t names objects 1..t, the paper's) or 'new' (only object t): the memory study's test
+    # --- widths: the official code's, or the tiny ones a CPU trains in minutes (`TINY_WIDTHS`) ---
+    noise_dim: int = 100        # eps_t per frame: the official CLEVR code's noise is 100-d in effect
+    cond_dim: int = 75          # h0, h_t, mu, logvar: the story context every frame shares
+    gru_dim: int = 75           # i_t, g_t: the sentence GRU's state, what Text2Gist filters
+    filter_size: int = 15       # Text2Gist's filter length (odd for 'same' padding); the official code predicts FILTER_NUM = 3 of them
+    gf_dim: int = 192           # G's width: the 4x4 map has 8*gf_dim channels, halved by each upsampling block (official: 192)
+    df_dim: int = 96            # the discriminators' width: their image encoders end in an 8*df_dim x 4 x 4 map (official: 96)
+    ds_dim: int = 1760          # D_S's embedding per frame (the paper gives none; 1760 gives D_S the official 28.0M parameters)
+    ablation: str = 'storygan'  # 'imagegan' | 'svc' | 'svfn' | 'storygan': the paper's section 5 removes one part at a time
+    # --- additions to the generator, each off in the paper's model (notebooks 05 and 06 measure them) ---
+    g_sentence: bool = False    # feed the raw s_t to G beside o_t and i_t: the shortest path from text to pixels
+    g_hidden: int = 0           # a hidden layer of this width from the condition to the 4x4 map (0: one linear layer, as official)
+    g_cond_norm: bool = False   # conditional BatchNorm: every upsampling block modulated by the condition, so text reaches every scale
+    g_coord: int = 0            # CoordConv: each block also sees x/y channels and a g_coord-d embedding of the condition (0: off)
+    layout_dim: int = 0         # layout maps: each object's embedded attributes painted where it goes (CLEVR-style vectors; 0: off)
+    layout_memory: bool = False # the hand-summed memory: layout maps of every object named so far, summed by the code (an upper bound)
+    memory_weight: float = 0.0  # the learned memory: a read-out of the context encoder's state draws the scene so far; its loss weight (0: off)
+    # --- the discriminators: the official code's BatchNorm, and additions off in the paper's model (notebook 07) ---
+    d_batch_norm: bool = True   # BatchNorm in the discriminators, as in the official code (the recipe turns it off)
     d_projection: bool = False  # addition: D_I adds a projection term <V e, features> (Miyato & Koyama, 2018)
-    d_batch_norm: bool = True   # BatchNorm in the discriminators (as in the official code)
-    d_spectral_norm: bool = False  # addition: spectral norm on every discriminator weight
-    obj_weight: float = 0.0     # addition, D_I's object head (CLEVR-style vectors): weight of its per-object loss on G's frames (0: no head)
-    d_obj_weight: float = 1.0   # ... and on real frames in D_I's loss
-    count_weight: float = 0.0   # addition, with the object head: a density map whose mass is the frame's object count, its loss on G's frames (0: none)
-    count_detach: bool = True   # ... D_I's count loss trains the map alone, a read-out of the object features (False: it shapes them too)
-    # --- model variant ---
-    ablation: str = 'storygan'  # 'imagegan' | 'svc' | 'svfn' | 'storygan' (paper section 5)
-    # --- loss weights (generator loss; D losses are unweighted) ---
-    alpha: float = 1.0          # image adversarial term
-    beta: float = 1.0           # story adversarial term
-    aux_weight: float = 0.4     # auxiliary label loss in G's loss (official: 0.4)
-    d_aux_weight: float = 1.0   # auxiliary label loss in D_I's loss (official: 1.0)
-    kl_weight: float = 1.0      # L_KL (a true KL: summed over dims, mean over the batch)
+    d_spectral_norm: bool = False  # addition: spectral norm on every discriminator weight (a standard GAN remedy, screened in notebook 17)
+    obj_weight: float = 0.0     # addition, D_I's object head (CLEVR-style vectors): its loss weight on G's frames (0: no head)
+    count_weight: float = 0.0   # addition, with the object head: a density map whose mass is the frame's count; its loss weight on G's frames
+    # --- the auxiliary label loss, the one weight the official code sets apart from 1 ---
+    aux_weight: float = 0.4     # in G's loss (official: 0.4); the recipe raises it to 1 so a short run learns the labels first
+    d_aux_weight: float = 1.0   # in D_I's loss (official: 1.0); the recipe 2
 
     def __post_init__(self):
-        for f in ('text_dim', 'label_dim', 'T', 'noise_dim', 'cond_dim', 'gru_dim', 'filter_num', 'filter_size',
-                  'gf_dim', 'df_dim', 'ds_dim'):
+        for f in ('text_dim', 'label_dim', 'T', 'noise_dim', 'cond_dim', 'gru_dim', 'filter_size', 'gf_dim', 'df_dim', 'ds_dim'):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{f}: expected a positive int, got {v!r}")
         for f in ('g_hidden', 'g_coord', 'layout_dim'):
@@ -132,14 +124,37 @@ def additions(self:StoryGANConfig) -> dict:
     return {k: getattr(self, k) for k, off in PAPER_SWITCHES.items() if getattr(self, k) != off}
 
 
+# %% ../nbs/04_story_encoder.ipynb #d3115cd1
+RETIRED_FIELDS = dict(filter_num=3, layout_sigma=0.1, d_obj_weight=1.0, count_detach=True, alpha=1.0, beta=1.0, kl_weight=1.0)   # now constants
+
+def from_saved(cls, # a config dataclass
+               saved:dict, # its fields as a checkpoint stored them (`asdict`)
+               retired:dict, # {field: the value the code now fixes} of fields that were removed
+               what:str='checkpoint', # named in the error
+              ):
+    "`cls(**saved)`, reading a config saved by an older version: retired fields at their fixed value are dropped, others refused"
+    bad = {k: v for k, v in saved.items() if k in retired and (list(v) if isinstance(v, tuple) else v) != retired[k]}
+    if bad: raise ValueError(f"the {what} sets {bad}, which this version fixes at {({k: retired[k] for k in bad})}: it cannot be rebuilt here")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(saved) - names - set(retired))
+    if unknown: raise ValueError(f"the {what} has config fields this version does not know: {unknown} (written by a newer version?)")
+    return cls(**{k: v for k, v in saved.items() if k in names})
+
+@patch(cls_method=True)
+def from_dict(cls:StoryGANConfig, saved:dict, # `asdict(cfg)` as a checkpoint stored it
+              what:str='checkpoint'):
+    "The config a checkpoint stored, from this version or an older one"
+    return from_saved(cls, saved, RETIRED_FIELDS, what)
+
 # %% ../nbs/04_story_encoder.ipynb #2e28c7f0
 _compiling = getattr(torch.compiler, 'is_compiling', lambda: False)  # torch >= 2.3
 
 def check_tensor(x,            # the tensor to check
                  name:str,     # its name in the error message, e.g. 'S'
                  shape:tuple,  # expected sizes, None = any
-                 dims:str):    # axis names, e.g. 'B T D'
-    "Raise ValueError unless `x` is a tensor of `shape` with finite values; return `x`."
+                 dims:str,     # axis names, e.g. 'B T D'
+                 finite:bool=False): # also refuse NaN and inf (reads the values: a device sync on a GPU)
+    "Raise ValueError unless `x` is a tensor of `shape` (with finite values, if asked); return `x`."
     dims = dims.split()
     if not torch.is_tensor(x): raise ValueError(f"{name}: expected a tensor ({', '.join(dims)}), got {type(x).__name__}")
     if x.dim() != len(shape):
@@ -147,7 +162,7 @@ def check_tensor(x,            # the tensor to check
     for d, e, g in zip(dims, shape, x.shape):
         if e is not None and e != g:
             raise ValueError(f"{name}: expected {d}={e}, got {d}={g} (shape {tuple(x.shape)})")
-    if x.is_floating_point() and not _compiling() and not torch.isfinite(x).all():  # (value check skipped by torch.compile)
+    if finite and x.is_floating_point() and not _compiling() and not torch.isfinite(x).all():  # (value check skipped by torch.compile)
         raise ValueError(f"{name}: expected finite values, got {int((~torch.isfinite(x)).sum())} NaN/inf entries")
     return x
 

@@ -20,60 +20,53 @@ from .generator import *
 from .discriminators import *
 
 # %% auto #0
-__all__ = ['TINY_TRAIN', 'TRAIN_PRESETS', 'TrainConfig', 'train_preset', 'StepDecay', 'StoryGANTrainer', 'fast_bf16',
-           'autocast_for', 'frozen']
+__all__ = ['ADAM_BETAS', 'DECAY_GAMMA', 'RETIRED_TRAIN_FIELDS', 'MOVED_TO_RUN', 'TINY_TRAIN', 'TRAIN_PRESETS', 'TrainConfig',
+           'train_preset', 'lr_scheduler', 'StoryGANTrainer', 'fast_bf16', 'autocast_for', 'frozen', 'as_floats']
 
 # %% ../nbs/08_training.ipynb #ebf45608
 @dataclass
 class TrainConfig:
-    "How StoryGAN is trained (the model's sizes live in `StoryGANConfig`)"
-    steps: Optional[int] = None      # iterations of Algorithm 1 to run; None: `epochs` passes over the training stories
-    epochs: int = 120                # official: 120
-    story_bs: int = 12               # stories per iteration (D_S and the story half of G's loss)
-    image_bs: int = 24               # single frames per iteration (D_I and the image half of G's loss)
-    lr: float = 2e-4                 # Adam learning rate of G (official: 2e-4)
-    lr_d: Optional[float] = None     # Adam learning rate of D_I and D_S; None: `lr`
-    betas: tuple = (0.5, 0.999)      # Adam betas (official; beta1 = 0.5 is the DCGAN choice)
-    g_steps: int = 2                 # G updates per D update (official: 2)
-    reuse_fakes: bool = False        # draw the fakes once: D learns on them (detached), then G's first update on the same ones
-    decay_every: float = 20          # epochs between learning-rate decays (official: 20); 0: constant
-    decay_gamma: float = 0.5         # decay factor (official: halve)
-    lr_end: float = 1.0              # learning rate at the last iteration, as a fraction, reached by half a cosine (1: off; official)
-    sample_every: int = 500          # iterations between sample grids; 0: only at the end
-    ckpt_every: int = 1000           # iterations between checkpoints (one is always written at the end); 0: only at the end
-    ckpt_minutes: float = 10         # ... and at least this often, in minutes, so that a crash loses little (0: only by iterations)
-    log_every: int = 1               # iterations between lines of metrics.jsonl
-    n_samples: int = 6               # validation stories in the sample grid
-    time_limit: Optional[float] = None  # minutes: a call that runs longer stops early (with checkpoint and samples)
-    amp: object = 'auto'             # mixed precision: True/'on', False/'off', or 'auto': on where bf16 is fast (`fast_bf16`)
-    amp_dtype: str = 'auto'          # 'bf16', 'fp16' or 'auto' (bf16 where supported)
-    ema: float = 0.0                 # decay of an exponential moving average of G's weights, used for drawing (0: off)
-    compile: bool = False            # torch.compile the three networks
-    channels_last: bool = False      # channels-last memory format (faster convolutions on tensor cores)
-    seed: int = 0                    # seeds the weights, the noise and the data order
-    num_workers: int = 0             # DataLoader worker processes
-    device: Optional[str] = None     # None: `default_device()`
+    "How StoryGAN is trained: what decides the result, so a checkpoint stores it and a resume must match it (`steps`/`epochs` may grow)"
+    steps: Optional[int] = None      # iterations of Algorithm 1; None: `epochs` passes over the training stories (how the official code counts)
+    epochs: int = 120                # the official code's 120
+    story_bs: int = 12               # stories per iteration: D_S and the story half of G's loss (official CLEVR: 24)
+    image_bs: int = 24               # single frames per iteration: D_I and the image half of G's loss (official CLEVR: 24)
+    lr: float = 2e-4                 # Adam's learning rate for all three networks (official: 2e-4; the CPU recipe takes bigger steps)
+    g_steps: int = 2                 # G updates per D update: the official code's 2; the CPU recipe's 1 buys more D updates per minute
+    reuse_fakes: bool = False        # D learns on G's first fakes (detached), G's first update reuses them: one pass of G saved per iteration
+    decay_every: float = 20          # epochs between halvings of the learning rate (official: 20); 0: constant, as short runs want
+    lr_end: float = 1.0              # a cosine from 1 down to this fraction over the run (1: off, as official; short runs may end low)
+    ema: float = 0.0                 # decay of a running average of G's weights that draws the samples (0: off, as official; it smooths GAN noise)
+    amp: object = 'auto'             # mixed precision: True/'on', False/'off', or 'auto' (on where bf16 is fast, `fast_bf16`): it changes the arithmetic
+    seed: int = 0                    # the weights, the noise and the data order: one seed, one run
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)
         if self.steps is not None and self.steps < 1: raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.steps is None and self.epochs < 1: raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         for k in ('story_bs', 'image_bs', 'g_steps'):
             if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.time_limit is not None and not self.time_limit > 0: raise ValueError(f"time_limit must be > 0 minutes (or None), got {self.time_limit}")
-        for k in ('ckpt_every', 'sample_every', 'ckpt_minutes'):
-            if getattr(self, k) < 0: raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.amp in ('on', 'off'): self.amp = self.amp == 'on'
         if self.amp not in (True, False, 'auto'): raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
         if not 0 <= self.ema < 1: raise ValueError(f"ema must be in [0, 1), got {self.ema}")
-        if self.amp_dtype not in ('auto', 'bf16', 'fp16'): raise ValueError(f"amp_dtype must be 'auto', 'bf16' or 'fp16', got {self.amp_dtype!r}")
+        if not 0 <= self.lr_end <= 1: raise ValueError(f"lr_end must be in [0, 1], got {self.lr_end}")
+
+ADAM_BETAS = (0.5, 0.999)   # the official code's (beta1 = 0.5 is the DCGAN choice for GANs); no study here changes them
+DECAY_GAMMA = 0.5           # the official schedule halves the learning rate every `decay_every` epochs
+RETIRED_TRAIN_FIELDS = dict(lr_d=None, betas=[0.5, 0.999], decay_gamma=0.5, amp_dtype='auto')   # were fields, now fixed (`from_saved`, notebook 04)
+MOVED_TO_RUN = ('sample_every', 'ckpt_every', 'ckpt_minutes', 'log_every', 'n_samples', 'time_limit', 'num_workers', 'compile', 'channels_last', 'device')   # were fields: they do not change the result, so they are a run's arguments now (notebook 09)
+
+@patch(cls_method=True)
+def from_dict(cls:TrainConfig, saved:dict, # `asdict(tcfg)` as a checkpoint stored it
+              what:str='checkpoint'):
+    "The training settings a checkpoint stored, from this version or an older one"
+    return from_saved(cls, {k: v for k, v in saved.items() if k not in MOVED_TO_RUN}, RETIRED_TRAIN_FIELDS, what)
 
 # %% ../nbs/08_training.ipynb #12a93ee7
-TINY_TRAIN = dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0, sample_every=100, ckpt_every=500)
+TINY_TRAIN = dict(story_bs=4, image_bs=16, g_steps=1, epochs=40, decay_every=0)
 TRAIN_PRESETS = dict(
     tiny=TINY_TRAIN, paper_tiny=TINY_TRAIN, **{'paper_tiny+layout': TINY_TRAIN},   # every tiny-width model trains alike
-    clevr=dict(story_bs=24, image_bs=24, epochs=120, decay_every=20, sample_every=500, ckpt_every=2000),
-    pororo=dict(story_bs=12, image_bs=64, epochs=120, decay_every=20, sample_every=500, ckpt_every=2000),
+    clevr=dict(story_bs=24, image_bs=24, epochs=120, decay_every=20),
+    pororo=dict(story_bs=12, image_bs=64, epochs=120, decay_every=20),
 )
 
 def train_preset(name:str, # 'tiny' | 'paper_tiny' | 'paper_tiny+layout' | 'clevr' | 'pororo'
@@ -81,20 +74,21 @@ def train_preset(name:str, # 'tiny' | 'paper_tiny' | 'paper_tiny+layout' | 'clev
                 ) -> TrainConfig:
     "The `TrainConfig` of preset `name` with `overrides` applied"
     if name not in TRAIN_PRESETS: raise ValueError(f"preset must be one of {sorted(TRAIN_PRESETS)}, got {name!r}")
+    run = sorted(k for k in overrides if k in MOVED_TO_RUN)
+    if run: raise ValueError(f"{run}: how a run is carried out, not how it trains: give them to `train_storygan` (notebook 09), not `train_preset`")
     return TrainConfig(**{**TRAIN_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
 # %% ../nbs/08_training.ipynb #90de03e5
-class StepDecay:
-    "Learning-rate factor gamma ** (k // every) at iteration k (times a cosine to `end` over `total` iterations), for `LambdaLR`"
-    def __init__(self, every:int, # iterations between decays; 0: never
-                 gamma:float=0.5, # decay factor
-                 total:int=0, # iterations of the run, for the cosine; 0: no cosine
-                 end:float=1.0, # the cosine's factor at iteration `total` (1: no cosine)
-                ): self.every, self.gamma, self.total, self.end = every, gamma, total, end
-    def __call__(self, k:int) -> float:
-        f = self.gamma ** (k // self.every) if self.every > 0 else 1.0
-        if self.total and self.end != 1: f *= self.end + (1 - self.end) * 0.5 * (1 + math.cos(math.pi * min(k, self.total) / self.total))
-        return f
+def lr_scheduler(opt:torch.optim.Optimizer, # the optimizer to schedule
+                 tcfg:TrainConfig, # `decay_every` (epochs), `lr_end`, and `steps` or `epochs`
+                 steps_per_epoch:int=1, # iterations per epoch
+                ):
+    "The official step decay (`StepLR`), times a cosine to `lr_end` (`CosineAnnealingLR`) when asked; None for a constant rate"
+    S = torch.optim.lr_scheduler
+    every, total = round(tcfg.decay_every * steps_per_epoch), tcfg.steps or tcfg.epochs * steps_per_epoch
+    parts = ([S.StepLR(opt, every, DECAY_GAMMA)] if every > 0 else []) + \
+            ([S.CosineAnnealingLR(opt, total, opt.param_groups[0]['lr'] * tcfg.lr_end)] if tcfg.lr_end < 1 else [])
+    return None if not parts else parts[0] if len(parts) == 1 else S.ChainedScheduler(parts, opt)
 
 # %% ../nbs/08_training.ipynb #4f9310cc
 class StoryGANTrainer:
@@ -104,23 +98,26 @@ class StoryGANTrainer:
                  steps_per_epoch:int=1, # iterations per epoch (for the learning-rate schedule)
                  rank:int=0, # this process's rank under DDP
                  world_size:int=1, # number of DDP processes
+                 device=None, # where to train; None: `default_device()` (this process's GPU under DDP)
+                 compile:bool=False, # torch.compile the convolutional parts (faster on GPUs after a minute of compiling)
+                 channels_last:bool=False, # channels-last memory format (faster convolutions on tensor cores)
                 ):
         self.cfg, self.tcfg, self.spe, self.rank, self.world = cfg, tcfg, steps_per_epoch, rank, world_size
-        dev = tcfg.device or (f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else default_device())
+        self.compile, self.channels_last = compile, channels_last
+        dev = device or (f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else default_device())
         self.device = torch.device(dev)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise ValueError(f"device {str(dev)!r}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); use --device cpu")
         set_seed(tcfg.seed)                      # the same initial weights in every process
-        mf = torch.channels_last if tcfg.channels_last else torch.preserve_format
+        mf = torch.channels_last if channels_last else torch.preserve_format
         self.G, self.D_I, self.D_S = [m if m is None else m.to(self.device, memory_format=mf) for m in build_models(cfg)]
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if tcfg.ema else None   # the average of G for drawing
+        self.averager = self._averager() if tcfg.ema else None   # torch's AveragedModel of G ...
+        self.G_ema = None if self.averager is None else self.averager.module   # ... whose copy of G draws
         set_seed(tcfg.seed + 1000 * rank)       # different noise in every process
         self.noise = torch.Generator(self.device).manual_seed(tcfg.seed + 1000 * rank)   # G's noise and every other draw of a step
-        adam = lambda m, lr: torch.optim.Adam(m.parameters(), lr, betas=tcfg.betas)
-        self.opts = dict(G=adam(self.G, tcfg.lr), D_I=adam(self.D_I, tcfg.lr_d or tcfg.lr))
-        if self.D_S is not None: self.opts['D_S'] = adam(self.D_S, tcfg.lr_d or tcfg.lr)
-        decay = StepDecay(round(tcfg.decay_every * steps_per_epoch), tcfg.decay_gamma, tcfg.steps or tcfg.epochs * steps_per_epoch, tcfg.lr_end)
-        self.scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in self.opts.items()}
+        adam = lambda m: torch.optim.Adam(m.parameters(), tcfg.lr, betas=ADAM_BETAS)
+        self.opts = {k: adam(m) for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S).items() if m is not None}
+        self.scheds = {k: s for k, o in self.opts.items() if (s := lr_scheduler(o, tcfg, steps_per_epoch)) is not None}
         self._setup_amp()
         self._setup_compile()
         if world_size > 1: self._broadcast_weights()
@@ -157,9 +154,8 @@ def autocast_for(device, # where the forward pass runs
 # %% ../nbs/08_training.ipynb #2f062007
 @patch
 def _setup_amp(self:StoryGANTrainer):
-    dt = self.tcfg.amp_dtype
-    if dt == 'auto': dt = 'fp16' if self.device.type == 'cuda' and not torch.cuda.is_bf16_supported() else 'bf16'
-    self.amp_dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[dt]
+    fp16 = self.device.type == 'cuda' and not torch.cuda.is_bf16_supported()   # bf16 where the device has it, else fp16 with gradient scaling
+    self.amp_dtype = torch.float16 if fp16 else torch.bfloat16
     self.use_amp = fast_bf16(self.device) if self.tcfg.amp == 'auto' else bool(self.tcfg.amp)
     on = self.use_amp and self.amp_dtype == torch.float16
     self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=on) for k in ('D', 'G')}
@@ -172,7 +168,7 @@ def autocast(self:StoryGANTrainer):
 @patch
 def _setup_compile(self:StoryGANTrainer):
     "With `compile`: compile, in place, the convolutional parts that do nearly all the work (the losses call D's parts directly)"
-    if not self.tcfg.compile: return
+    if not self.compile: return
     for m in (self.G.image_generator, self.D_I.encoder, getattr(self.D_S, 'encoder', None)):
         if m is not None: m.compile()
     # the losses also call D_I's encoder through `stages`: an eager BatchNorm beside a compiled one breaks autograd's checks
@@ -216,7 +212,7 @@ def frozen(*modules):
 
 @patch
 def _to(self:StoryGANTrainer, x):
-    if self.tcfg.channels_last and x.ndim == 4: return x.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+    if self.channels_last and x.ndim == 4: return x.to(self.device, memory_format=torch.channels_last, non_blocking=True)
     return x.to(self.device, non_blocking=True)
 
 @patch
@@ -229,7 +225,7 @@ def fakes(self:StoryGANTrainer, S, S_img, t):
     lay = self.G.layouts(S_all, z)                                  # what the layout maps place (None: no maps)
     x = self.G.image_generator(frames(z['c']), lay and {k: frames(v) for k, v in lay.items()})   # (B*T + N, 3, H, W)
     X_fake, x_fake = x[:B * T].unflatten(0, (B, T)), x[B * T:]    # (B, T, 3, H, W), (N, 3, H, W)
-    if self.tcfg.channels_last: x_fake = x_fake.contiguous(memory_format=torch.channels_last)
+    if self.channels_last: x_fake = x_fake.contiguous(memory_format=torch.channels_last)
     mem = memory_loss(z['scene'], S_all, self.cfg.sentences) if 'scene' in z else None
     return X_fake, x_fake, z['mu'], z['logvar'], mem
 
@@ -238,7 +234,7 @@ def fakes(self:StoryGANTrainer, S, S_img, t):
 def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,3,H,W), text (B,T,D)
                image:dict, # image minibatch: image (N,3,H,W), text (N,D), story_text (N,T,D), labels (N,L), t (N,)
               ) -> dict:
-    "One iteration of Algorithm 1; returns every loss term and the discriminators' mean probabilities"
+    "One iteration of Algorithm 1; returns every loss term and the discriminators' mean probabilities, as floats"
     cfg, tc = self.cfg, self.tcfg
     X, S = self._to(story['images']), self._to(story['text'])                  # (B, T, 3, H, W), (B, T, D)
     x, s_t, labels = self._to(image['image']), self._to(image['text']), self._to(image['labels'])  # (N, 3, H, W), (N, D), (N, L)
@@ -267,21 +263,36 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
             with self.autocast():
                 X_fake, x_fake, mu, logvar, mem = fakes if tc.reuse_fakes and k == 0 else self.fakes(S, S_img, t)
                 loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg, self.noise)
-                if mem is not None: loss = loss + cfg.memory_weight * mem; st['g_memory'] = mem.item()
+                if mem is not None: loss = loss + cfg.memory_weight * mem; st['g_memory'] = mem.detach().float()
             sc.scale(loss).backward(); self._average_grads(self.G); sc.step(self.opts['G']); sc.update()
     stats.update(st)
     if self.G_ema is not None: self.update_ema()
     for s in self.scheds.values(): s.step()
-    return stats
+    return as_floats(stats)
+
+def as_floats(stats:dict) -> dict:
+    "An iteration's logged terms (0-d tensors on the device) as floats, in one transfer: one wait for the device per iteration, not thirty"
+    return dict(zip(stats, torch.stack(list(stats.values())).tolist()))
 
 # %% ../nbs/08_training.ipynb #736102d8
 @patch
-@torch.no_grad()
-def update_ema(self:StoryGANTrainer):
-    "G_ema <- d * G_ema + (1 - d) * G, with d = min(ema, (1 + step) / (10 + step)); buffers (BatchNorm statistics) are copied"
+def _averager(self:StoryGANTrainer):
+    "torch's AveragedModel of G, updated by `_ema_step`; it starts as a copy of G"
+    avg = torch.optim.swa_utils.AveragedModel(self.G, multi_avg_fn=self._ema_step, use_buffers=False)   # buffers: copied from G
+    avg.update_parameters(self.G)                                       # the first update copies G
+    avg.module.eval().requires_grad_(False)
+    return avg
+
+@patch
+def _ema_step(self:StoryGANTrainer, ema:list, now:list, n_averaged):
+    "G_ema <- d * G_ema + (1 - d) * G, with d = min(ema, (1 + step) / (10 + step)): the warm-up forgets the random start"
     d = min(self.tcfg.ema, (1 + self.step) / (10 + self.step))
-    for pe, p in zip(self.G_ema.parameters(), self.G.parameters()): pe.lerp_(p, 1 - d)
-    for be, b in zip(self.G_ema.buffers(), self.G.buffers()): be.copy_(b)
+    for e, p in zip(ema, now): e.lerp_(p, 1 - d)
+
+@patch
+def update_ema(self:StoryGANTrainer):
+    "One step of the average (after G's updates of an iteration)"
+    self.averager.update_parameters(self.G)
 
 @patch(as_prop=True)
 def drawer(self:StoryGANTrainer):

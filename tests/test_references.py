@@ -4,8 +4,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = {int(p.name[:2]): p for p in (ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb')}
-NAMED = re.compile(r'`(\w+)`(?:\(\))?(?: \(|, )(?:in |from )?notebook (\d\d)\b')   # `name` (notebook NN), `name`, notebook NN
-NOTEBOOK = re.compile(r'\bnotebooks? (\d\d)\b')
+NAMED = re.compile(r'`(\w+)`(?:\(\))?(?:\s\(|,\s)(?:in\s|from\s)?notebook\s+(\d\d)\b')   # `name` (notebook NN), `name`, notebook NN
+NOTEBOOK = re.compile(r'\bnotebooks?\s+(\d\d)\b')   # a line break may fall between the two words
 
 def texts():
     "(where, text) of every markdown cell and the README"
@@ -35,3 +35,9 @@ def test_names_live_where_said():
 def test_the_check_can_fail():
     assert NAMED.findall('`vector_layout` (notebook 01)') == [('vector_layout', '01')] and 'vector_layout' not in defined(1)
     assert 'vector_layout' in defined(6)
+
+
+def test_the_repository_cites_only_itself_and_public_sources():
+    "No reference to a design document outside the repository (the project cites papers, the official code and public docs by link)"
+    bad = [w for w, t in texts() if re.search(r'\bSPEC\b', t)]
+    assert not bad, f"'SPEC' in {bad}"

@@ -155,16 +155,16 @@ def test_sample_and_inputs(data, tmp_path, capsys):
 def test_links_in_a_run_folder_are_not_followed(data, tmp_path):
     run, outside = tmp_path / 'run', tmp_path / 'outside'
     outside.mkdir()
-    tc = lambda n: train_preset('tiny', steps=n, story_bs=4, image_bs=8, sample_every=1, ckpt_every=1)
-    train_storygan(data, run, tcfg=tc(1), progress=False)
+    tc = lambda n: train_preset('tiny', steps=n, story_bs=4, image_bs=8)
+    train_storygan(data, run, tcfg=tc(1), progress=False, sample_every=1, ckpt_every=1)
     names = {'config.json': 'c', f'.checkpoint.pt.{os.getpid()}.tmp': 't', 'samples/step_000002.png': 's'}
     for name, o in names.items():
         (outside / o).write_text('the user\'s file'); (run / name).unlink(missing_ok=True); (run / name).symlink_to(outside / o)
-    train_storygan(data, run, tcfg=tc(2), resume=True, progress=False)
+    train_storygan(data, run, tcfg=tc(2), resume=True, progress=False, sample_every=1, ckpt_every=1)
     assert all((outside / o).read_text() == "the user's file" for o in names.values())
     assert [r['step'] for r in read_metrics(run)] == [1, 2] and load_checkpoint(run)['step'] == 2
     (outside / 'm').write_text('{"step": 1}\n'); (run / 'metrics.jsonl').unlink(); (run / 'metrics.jsonl').symlink_to(outside / 'm')
-    with pytest.raises(ValueError, match='metrics.jsonl is a symbolic link'): train_storygan(data, run, tcfg=tc(3), resume=True, progress=False)
+    with pytest.raises(ValueError, match='metrics.jsonl is a symbolic link'): train_storygan(data, run, tcfg=tc(3), resume=True, progress=False, sample_every=1, ckpt_every=1)
     assert (outside / 'm').read_text() == '{"step": 1}\n'
 
 

@@ -16,7 +16,11 @@ torch.set_num_threads(1)
 
 def tcfg(steps, **kw):
     "Tiny, fast settings: 16 stories per epoch of 4 iterations"
-    return train_preset('tiny', **{**dict(steps=steps, story_bs=4, image_bs=8, sample_every=3, ckpt_every=4, decay_every=1), **kw})
+    return train_preset('tiny', **{**dict(steps=steps, story_bs=4, image_bs=8, decay_every=1), **kw})
+
+def run_tiny(data, out, **kw):
+    "`train_storygan` with a sample grid every 3 iterations and a checkpoint every 4 (unless `kw` says otherwise)"
+    return train_storygan(data, out, **{**dict(sample_every=3, ckpt_every=4), **kw})
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
@@ -31,9 +35,9 @@ def states_equal(a, b):
 
 def test_resume_is_exact(data, tmp_path):
     # 7 iterations straight vs 3 + resume + 4 (crossing an epoch boundary at 4 with a checkpoint mid-epoch)
-    a = train_storygan(data, tmp_path / 'a', tcfg=tcfg(7))
-    b = train_storygan(data, tmp_path / 'b', tcfg=tcfg(3))
-    b = train_storygan(data, tmp_path / 'b', tcfg=tcfg(7), resume=True)
+    a = run_tiny(data, tmp_path / 'a', tcfg=tcfg(7))
+    b = run_tiny(data, tmp_path / 'b', tcfg=tcfg(3))
+    b = run_tiny(data, tmp_path / 'b', tcfg=tcfg(7), resume=True)
     sa, sb = a.state_dict(), b.state_dict()
     for k in ('models', 'optimizers', 'schedulers', 'data_state', 'step'): assert states_equal(sa[k], sb[k]), k
     la, lb = read_metrics(tmp_path / 'a'), read_metrics(tmp_path / 'b')
@@ -44,24 +48,24 @@ def test_resume_is_exact(data, tmp_path):
     assert la[3]['lr_G'] == pytest.approx(2e-4) and la[4]['lr_G'] == pytest.approx(1e-4)
 
 def test_resume_other_config_fails(data, tmp_path):
-    train_storygan(data, tmp_path / 'r', tcfg=tcfg(2))
+    run_tiny(data, tmp_path / 'r', tcfg=tcfg(2))
     with pytest.raises(ValueError, match=r"train.lr: checkpoint 0.0002 vs now 0.001"):
-        train_storygan(data, tmp_path / 'r', tcfg=tcfg(4, lr=1e-3), resume=True)
+        run_tiny(data, tmp_path / 'r', tcfg=tcfg(4, lr=1e-3), resume=True)
     with pytest.raises(ValueError, match=r"model.gf_dim"):
-        train_storygan(data, tmp_path / 'r', tcfg=tcfg(4), resume=True, gf_dim=32)
+        run_tiny(data, tmp_path / 'r', tcfg=tcfg(4), resume=True, gf_dim=32)
     # a longer run or other output intervals are fine
-    train_storygan(data, tmp_path / 'r', tcfg=tcfg(3, sample_every=0, ckpt_every=1), resume=True)
-    with pytest.raises(ValueError, match='already holds a run'): train_storygan(data, tmp_path / 'r', tcfg=tcfg(2))
+    run_tiny(data, tmp_path / 'r', tcfg=tcfg(3), resume=True, sample_every=0, ckpt_every=1)
+    with pytest.raises(ValueError, match='already holds a run'): run_tiny(data, tmp_path / 'r', tcfg=tcfg(2))
 
 def test_interrupt_saves_checkpoint(data, tmp_path):
     def stop_at_2(tr, stats):
         if tr.step == 2: raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt): train_storygan(data, tmp_path / 'i', tcfg=tcfg(6), callbacks=[stop_at_2])
+    with pytest.raises(KeyboardInterrupt): run_tiny(data, tmp_path / 'i', tcfg=tcfg(6), callbacks=[stop_at_2])
     ck = load_checkpoint(tmp_path / 'i' / 'checkpoint.pt')
     assert ck['step'] == 2 and ck['data_state']['story'] == dict(epoch=0, batch=2)
     # and the run goes on from there, exactly
-    b = train_storygan(data, tmp_path / 'i', tcfg=tcfg(6), resume=True)
-    a = train_storygan(data, tmp_path / 'a', tcfg=tcfg(6))
+    b = run_tiny(data, tmp_path / 'i', tcfg=tcfg(6), resume=True)
+    a = run_tiny(data, tmp_path / 'a', tcfg=tcfg(6))
     assert states_equal(a.state_dict()['models'], b.state_dict()['models'])
 
 def test_ctrl_c_stops_after_the_iteration(data, tmp_path):
@@ -69,12 +73,12 @@ def test_ctrl_c_stops_after_the_iteration(data, tmp_path):
     before = signal.getsignal(signal.SIGINT)   # default_int_handler, or SIG_IGN when started in the background
     def ctrl_c_at_2(tr, stats):
         if tr.step == 2: os.kill(os.getpid(), signal.SIGINT)   # as if the user pressed Ctrl-C during iteration 2
-    with pytest.raises(KeyboardInterrupt): train_storygan(data, tmp_path / 'c', tcfg=tcfg(6), callbacks=[ctrl_c_at_2])
+    with pytest.raises(KeyboardInterrupt): run_tiny(data, tmp_path / 'c', tcfg=tcfg(6), callbacks=[ctrl_c_at_2])
     assert load_checkpoint(tmp_path / 'c' / 'checkpoint.pt')['step'] == 2
     assert signal.getsignal(signal.SIGINT) is before   # the handler is restored
 
 def test_time_limit_stops_early_with_checkpoint(data, tmp_path):
-    tr = train_storygan(data, tmp_path / 't', tcfg=tcfg(50, time_limit=1e-6))
+    tr = run_tiny(data, tmp_path / 't', tcfg=tcfg(50), time_limit=1e-6)
     assert tr.step == 1 and load_checkpoint(tmp_path / 't' / 'checkpoint.pt')['step'] == 1
     assert (tmp_path / 't' / 'samples' / 'step_000001.png').exists()
 
@@ -142,7 +146,7 @@ def test_workers_do_not_change_what_G_sees(data, tmp_path):
     cart = generate_cartoon(tmp_path / 'cart', 24, 4, 4, size=32, clips_per_episode=14, seed=0)
     model = dict(layout_dim=8, obj_weight=1.0)                       # the object head draws empty places at random
     for d, kw in ((data, model), (cart, {})):
-        runs = [read_metrics(train_storygan(d, tmp_path / f'{d.name}{w}', tcfg=tcfg(3, num_workers=w, sample_every=0), **kw).run_dir)
+        runs = [read_metrics(run_tiny(d, tmp_path / f'{d.name}{w}', tcfg=tcfg(3), workers=w, sample_every=0, **kw).run_dir)
                 for w in (0, 2)]
         keys = [k for k in runs[0][0] if k.startswith(('d_', 'g', 'p_', 'kl'))]
         assert [[r[k] for k in keys] for r in runs[0]] == [[r[k] for k in keys] for r in runs[1]], d
@@ -152,7 +156,7 @@ def test_a_crash_keeps_whole_iterations(data, tmp_path, monkeypatch):
     def crash_at_3(tr, stats):
         if tr.step == 3: raise RuntimeError('a callback failed')
     with pytest.raises(RuntimeError, match='a callback failed'):
-        train_storygan(data, tmp_path / 'cb', tcfg=tcfg(6, ckpt_every=0, ckpt_minutes=0), callbacks=[crash_at_3])
+        run_tiny(data, tmp_path / 'cb', tcfg=tcfg(6), ckpt_every=0, callbacks=[crash_at_3])
     assert load_checkpoint(tmp_path / 'cb')['step'] == 3
     step = StoryGANTrainer.train_step
     def fails_at_3(self, *a):
@@ -160,17 +164,18 @@ def test_a_crash_keeps_whole_iterations(data, tmp_path, monkeypatch):
         return step(self, *a)
     monkeypatch.setattr(StoryGANTrainer, 'train_step', fails_at_3)
     with pytest.raises(RuntimeError, match='out of memory'):
-        train_storygan(data, tmp_path / 'mid', tcfg=tcfg(6, ckpt_every=0, ckpt_minutes=1e-9))   # a checkpoint after every iteration
+        monkeypatch.setattr('storygan.runs.CKPT_MINUTES', 1e-9)                            # a checkpoint after every iteration
+        run_tiny(data, tmp_path / 'mid', tcfg=tcfg(6), ckpt_every=0)
     assert load_checkpoint(tmp_path / 'mid')['step'] == 2                                      # the half-done third is not saved
     monkeypatch.setattr(StoryGANTrainer, 'train_step', step)
     (tmp_path / 'mid' / '.checkpoint.pt.999999999.tmp').write_bytes(b'left by a writer killed mid-write')
-    assert train_storygan(data, tmp_path / 'mid', tcfg=tcfg(4), resume=True).step == 4
+    assert run_tiny(data, tmp_path / 'mid', tcfg=tcfg(4), resume=True).step == 4
     assert not list((tmp_path / 'mid').glob('.checkpoint.pt.*.tmp'))
 
 def test_one_run_per_folder(data, tmp_path):
     with FolderLock(tmp_path):
         with pytest.raises(ValueError, match=f'the run folder {tmp_path} is in use by another run \\(pid {os.getpid()}\\)'):
-            train_storygan(data, tmp_path, tcfg=tcfg(2))
+            run_tiny(data, tmp_path, tcfg=tcfg(2))
     assert not (tmp_path / 'metrics.jsonl').exists()
     r = subprocess.run([sys.executable, '-c', f"""
 import fcntl, subprocess, sys
