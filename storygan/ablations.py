@@ -158,7 +158,7 @@ def state_recall(scene:dict, # a prediction of the scene so far, as `SceneReadou
                  sentences:str='new', # S's form
                 ) -> dict:
     "How well `scene` recalls the objects of earlier frames, by frame position: all four attributes right and present, and the place error"
-    C = cumulative_vectors(S) if sentences == 'new' else S
+    C = cumulative_vectors(S, sentences)
     tg = vector_layout(C)
     ok = scene['present'] > 0
     for l, a in zip(scene['logits'].split(ATTR_GROUPS, -1), tg['attrs'].split(ATTR_GROUPS, -1)): ok = ok & (l.argmax(-1) == a.argmax(-1))
@@ -174,7 +174,7 @@ def linear_recall(F_train:torch.Tensor, S_train:torch.Tensor, # (N, T, d) featur
                   steps:int=300, # full-batch Adam steps per frame position
                  ) -> dict:
     "`state_recall` of a linear read-out of the features, one per frame position, fitted with L_mem on the training stories"
-    C_train, C_test = [cumulative_vectors(s) if sentences == 'new' else s for s in (S_train, S_test)]
+    C_train, C_test = cumulative_vectors(S_train, sentences), cumulative_vectors(S_test, sentences)
     scenes = []
     for t in range(S_train.shape[1]):
         X, Xt = F_train[:, t].float(), F_test[:, t].float()

@@ -281,7 +281,7 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
         if rho is not None:                                              # ... and its density map
             l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt; extra['d_img_count'] = l_cnt
         loss = loss + l_obj; extra['d_img_obj'] = l_obj
-    p = lambda l: torch.sigmoid(l).mean()
+    p = lambda l: torch.sigmoid(l.detach()).mean()
     return loss, loss_stats(d_img=loss, d_img_real=l_real, d_img_fake=l_fake, d_img_wrong=l_wrong, d_img_aux=l_aux, **extra,
                             p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
 
@@ -294,7 +294,7 @@ def story_d_loss(D_S:StoryDiscriminator, X:torch.Tensor,  # (B, T, 3, H, W) real
     real, fake, wrong = D_S.logit(e, S), D_S.logit(e_fake, S), D_S.logit(e, _wrong(S))
     l_real, l_fake, l_wrong = _bce(real, 1.), _bce(fake, 0.), _bce(wrong, 0.)
     loss = l_real + 0.5 * (l_fake + l_wrong)
-    p = lambda l: torch.sigmoid(l).mean()
+    p = lambda l: torch.sigmoid(l.detach()).mean()
     return loss, loss_stats(d_story=loss, d_story_real=l_real, d_story_fake=l_fake, d_story_wrong=l_wrong,
                             p_story_real=p(real), p_story_fake=p(fake), p_story_wrong=p(wrong))
 
@@ -324,7 +324,7 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
     kl = kl_loss(mu, logvar)
     loss = g_img + cfg.aux_weight * g_aux + g_story + kl + cfg.obj_weight * g_obj + cfg.count_weight * g_cnt
     return loss, loss_stats(g=loss, g_img=g_img, g_aux=g_aux, g_story=g_story, kl=kl, g_obj=g_obj, g_count=g_cnt,
-                            p_img_fake_g=torch.sigmoid(logit).mean())
+                            p_img_fake_g=torch.sigmoid(logit.detach()).mean())
 
 # %% ../nbs/07_discriminators.ipynb #b4c9160b
 def build_models(cfg:StoryGANConfig):

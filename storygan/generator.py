@@ -150,8 +150,10 @@ class StoryGenerator(nn.Module):
 
 # %% ../nbs/06_generator.ipynb #a97aebef
 def cumulative_vectors(S:torch.Tensor, # (..., T, 75) CLEVR-style vectors that name only each frame's new object
+                       sentences:str='new', # S's form; 'cumulative' vectors already name everything so far and come back as they are
                       ) -> torch.Tensor:
     "(..., T, 75): frame t names every object of frames 1..t (the object slots summed along the story; the camera as is)"
+    if sentences == 'cumulative': return S
     slots = CLEVR_T * SLOT_DIM
     return torch.cat([S[..., :slots].cumsum(-2), S[..., slots:]], -1)
 
@@ -179,7 +181,7 @@ def layouts(self:StoryGenerator, S:torch.Tensor, # (B, T, D) sentence vectors
     if self.image_generator.layout is None: return None
     if self.cfg.layout_memory and self.cfg.use_story_encoder: return vector_layout(cumulative_vectors(S))   # hand-summed
     if self.readout is None: return vector_layout(S)
-    if self.training: return vector_layout(cumulative_vectors(S) if self.cfg.sentences == 'new' else S)   # teacher forcing
+    if self.training: return vector_layout(cumulative_vectors(S, self.cfg.sentences))   # teacher forcing
     return recalled_layout(S, z['scene'])                                         # drawing: the state's recall
 
 def memory_loss(scene:dict, # the read-out's prediction for stories S
@@ -187,7 +189,7 @@ def memory_loss(scene:dict, # the read-out's prediction for stories S
                 sentences:str='new', # S's form: 'new' (each frame names its own object) or 'cumulative'
                ) -> torch.Tensor:
     "L_mem: the read-out against the scene so far (BCE on presence; on present slots, cross-entropy per attribute and a smooth L1 on the floor place)"
-    slots = (cumulative_vectors(S) if sentences == 'new' else S)[..., :CLEVR_T * SLOT_DIM].unflatten(-1, (CLEVR_T, SLOT_DIM)).float()
+    slots = cumulative_vectors(S, sentences)[..., :CLEVR_T * SLOT_DIM].unflatten(-1, (CLEVR_T, SLOT_DIM)).float()
     attrs, xyz = slots[..., :CLEVR_LABEL_DIM], slots[..., CLEVR_LABEL_DIM:]       # (B, T, 4, 15), (B, T, 4, 3)
     P = attrs.sum(-1) > 0                                                         # (B, T, 4): the objects named so far
     loss = F.binary_cross_entropy_with_logits(scene['present'].float(), P.float())

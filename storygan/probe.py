@@ -31,7 +31,6 @@ __all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatur
 
 # %% ../nbs/12_probe.ipynb #bbcb6afb
 ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 07)
-_SPLITS = OBJ_SPLITS                               # probe logits per query: [present | shape | color | material | size]
 
 def clevr_targets(S:torch.Tensor, # (N, T, 75) a batch of stories' vectors
                  ) -> dict:
@@ -75,7 +74,7 @@ class AttributeProbe(nn.Module):
         super().__init__()
         self.image_size, self.width = image_size, width
         self.body = ConvFeatures(image_size, width)
-        self.query = nn.Sequential(nn.Linear((9 + 25) * width + 2, hidden), nn.ReLU(), nn.Linear(hidden, int(_SPLITS[-1])))
+        self.query = nn.Sequential(nn.Linear((9 + 25) * width + 2, hidden), nn.ReLU(), nn.Linear(hidden, int(OBJ_SPLITS[-1])))   # per query: [present | shape | color | material | size]
         self.density = nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1), nn.ReLU(), nn.Conv2d(width // 2, 1, 1))
         nn.init.constant_(self.density[-1].bias, -6.)                        # softplus(-6) * 256 cells: about 0.6 objects at the start
 
@@ -224,7 +223,7 @@ def probe_read(probe:AttributeProbe, # a trained probe
         qs.append(q.float().cpu()); ms.append(rho.sum((1, 2)).float().cpu())
     q, mass = torch.cat(qs).view(N, T, CLEVR_T, -1), torch.cat(ms).view(N, T)
     out = dict(present=torch.sigmoid(q[..., 0]), count=mass.round().clamp(0, CLEVR_T).long(), mass=mass)
-    for j, (name, lo, hi) in enumerate(zip(ATTRS, _SPLITS[:-1], _SPLITS[1:])): out[name] = q[..., lo:hi].argmax(-1)
+    for j, (name, lo, hi) in enumerate(zip(ATTRS, OBJ_SPLITS[:-1], OBJ_SPLITS[1:])): out[name] = q[..., lo:hi].argmax(-1)
     return out
 
 # %% ../nbs/12_probe.ipynb #00178ba3

@@ -217,7 +217,7 @@ def _to(self:StoryGANTrainer, x):
 
 @patch
 def fakes(self:StoryGANTrainer, S, S_img, t):
-    "The story minibatch's stories and frame t of the image minibatch's stories, in one pass of G; and L_mem (None without the learned memory)"
+    "The story minibatch's stories and frame t of the image minibatch's stories, in one pass of G; and L_mem (None without the learned memory, or without gradients)"
     B, T = S.shape[:2]
     S_all = torch.cat([S, S_img])
     z = self.G.encode(S_all, generator=self.noise)                  # c: (B+N, T, c_dim); mu, logvar: (B+N, cond_dim)
@@ -226,7 +226,7 @@ def fakes(self:StoryGANTrainer, S, S_img, t):
     x = self.G.image_generator(frames(z['c']), lay and {k: frames(v) for k, v in lay.items()})   # (B*T + N, 3, H, W)
     X_fake, x_fake = x[:B * T].unflatten(0, (B, T)), x[B * T:]    # (B, T, 3, H, W), (N, 3, H, W)
     if self.channels_last: x_fake = x_fake.contiguous(memory_format=torch.channels_last)
-    mem = memory_loss(z['scene'], S_all, self.cfg.sentences) if 'scene' in z else None
+    mem = memory_loss(z['scene'], S_all, self.cfg.sentences) if 'scene' in z and torch.is_grad_enabled() else None   # not in D's no-grad pass
     return X_fake, x_fake, z['mu'], z['logvar'], mem
 
 # %% ../nbs/08_training.ipynb #9e7aba1d
