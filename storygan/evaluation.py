@@ -429,7 +429,8 @@ def evaluate(ckpt, # a checkpoint written by the trainer (or its run folder)
     res['ssim'] = dict(generated=ssim_score(X_hat, X))
     if info.get('source') == 'clevr':
         t1 = time.perf_counter()                                              # the headline: the renderer judge (notebook 13)
-        res['judge'] = dict(generated=judge_scores(X_hat, S), real=judged_real or judge_scores(X, S))
+        gen, real = (judge_scores(X_hat, S), judged_real) if judged_real else judge_scores([X_hat, X], S)   # one rendering of each story's candidates for both
+        res['judge'] = dict(generated=gen, real=real)
         res['judge_seconds'] = round(time.perf_counter() - t1, 1)
         prs = probes_for(root, cfg.image_size, probe, progress=progress)        # beside it, the shipped pair, or one fitted on the data
         res['probes'] = [dict(generated=probe_scores(probe_read(pr, X_hat, S), S), real=probe_scores(probe_read(pr, X, S), S)) for pr in prs]

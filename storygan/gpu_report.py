@@ -114,7 +114,7 @@ def judge(G, # a StoryGenerator
     from storygan.judge import judge_scores
     val = open_stories(data, 'test', image_size=G.cfg.image_size)
     X, X_hat, S, _ = generate_test_stories(G, val, n, seed)
-    res = dict(n_stories=len(X), ssim=ssim_score(X_hat, X), judge=dict(generated=judge_scores(X_hat.cpu(), S.cpu()), real=judge_scores(X.cpu(), S.cpu())),
+    res = dict(n_stories=len(X), ssim=ssim_score(X_hat, X), judge=dict(zip(('generated', 'real'), judge_scores([X_hat.cpu(), X.cpu()], S.cpu()))),
                probes={k: dict(generated=probe_scores(probe_read(p, X_hat, S), S), real=probe_scores(probe_read(p, X, S), S)) for k, p in probes.items()})
     return res, (X, X_hat, S)
 

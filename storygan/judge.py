@@ -114,7 +114,7 @@ def _others(sc:dict, k:int, C, d, depth, P) -> tuple:
         hull[j] = t < depth
     return dark, hull
 
-def judge_story(frames:np.ndarray, # (T, H, W, 3) float frames in [0, 1]
+def judge_story(frames:np.ndarray, # (T, H, W, 3) float frames in [0, 1]; or (F, T, H, W, 3): F drawings of the story (real, generated)
                 s_last, # (75,) the story's last vector: every object's place and the camera
                 ss:int=3, # supersamples per pixel side, as the renderer draws
                 turns:int=CUBE_TURNS, # cube rotations tried
@@ -122,16 +122,17 @@ def judge_story(frames:np.ndarray, # (T, H, W, 3) float frames in [0, 1]
                 ratio:float=PRESENT_RATIO, # found where best error < ratio * empty error
                 top:int=1, # also keep the runner-up readings (top > 1): for pictures of why a frame was read so
                ) -> dict:
-    "The judge's reading of one story: per frame t and place k, present, shape, color, material, size (T, 4), errors and the cube's turn"
-    T, size = frames.shape[:2]
+    "The judge's reading of one story: per frame t and place k, present, shape, color, material, size (T, 4), errors and the cube's turn (a list of F readings for F drawings)"
+    many = frames.ndim == 5                                                        # the candidates depend on the story alone: rendered once for every drawing
+    if not many: frames = frames[None]
+    F, T, size = frames.shape[:3]
     sc, scale = vector_scene(s_last), size / 32
     geos = candidate_geometries(turns)
     C, d_all = camera_rays(sc['camera'], size * ss)
-    obs_all = torch.from_numpy(np.ascontiguousarray(frames, np.float32)).permute(0, 3, 1, 2)      # (T, 3, H, W)
-    out = dict(present=np.zeros((T, CLEVR_T), np.float32), err=np.full((T, CLEVR_T), np.nan, np.float32),
-               err_empty=np.full((T, CLEVR_T), np.nan, np.float32), turn=np.zeros((T, CLEVR_T), np.float32),
-               **{a: np.zeros((T, CLEVR_T), np.int64) for a in JUDGE_ATTRS})
-    if top > 1: out['runner_up'] = {}
+    obs_all = torch.from_numpy(np.ascontiguousarray(frames, np.float32)).permute(0, 1, 4, 2, 3)  # (F, T, 3, H, W)
+    outs = [dict(present=np.zeros((T, CLEVR_T), np.float32), err=np.full((T, CLEVR_T), np.nan, np.float32),
+                 err_empty=np.full((T, CLEVR_T), np.nan, np.float32), turn=np.zeros((T, CLEVR_T), np.float32),
+                 **{a: np.zeros((T, CLEVR_T), np.int64) for a in JUDGE_ATTRS}, **(dict(runner_up={}) if top > 1 else {})) for _ in range(F)]
     for k in np.flatnonzero(sc['present']):
         r0, r1, c0, c1 = judge_window(sc['xy'][k], sc['camera'], size)
         d = d_all[r0 * ss:r1 * ss, c0 * ss:c1 * ss]
@@ -174,27 +175,31 @@ def judge_story(frames:np.ndarray, # (T, H, W, 3) float frames in [0, 1]
                 cw = [(blur(cand, math.hypot(MATCHED_BLUR, s) * scale) * w).flatten(1) for s in blurs]      # (G*16 + 1, 3 h' w') each
                 cache[others] = [(c, (c * c).sum(1)) for c in cw], w
             cands, w = cache[others]
-            x = (blur(obs_all[t, :, r0:r1, c0:c1], MATCHED_BLUR * scale)).flatten()     # (3 h' w')
-            xw = (x.view(3, -1) * w.flatten()).flatten()
-            e = torch.stack([cc - 2 * (c @ xw) for c, cc in cands]).amin(0) + (xw * x).sum()   # (G*16 + 1,) best over the blurs
-            e, e0 = e[:-1], float(e[-1])
-            # best over the cube's turn: one error per attribute combination (shape, size, material, color)
-            order = e.argsort()
-            i = int(order[0]); g, mt, col = i // 16, (i // 8) % 2, i % 8
-            sh, sz, th = geos[g]
-            for a, v in zip(JUDGE_ATTRS, (sh, col, mt, sz)): out[a][t, k] = v
-            out['turn'][t, k], out['err'][t, k], out['err_empty'][t, k] = th, float(e[i]), e0
-            out['present'][t, k] = float(e[i] < ratio * e0)
-            if top > 1:
-                seen, alts = set(), []
-                for i in order.tolist():
-                    g, mt, col = i // 16, (i // 8) % 2, i % 8
-                    combo = (geos[g][0], col, mt, geos[g][1])
-                    if combo in seen: continue
-                    seen.add(combo); alts.append(dict(zip(JUDGE_ATTRS, combo), turn=geos[g][2], err=float(e[i])))
-                    if len(alts) == top: break
-                out['runner_up'][t, k] = alts
-    return out
+            x = blur(obs_all[:, t, :, r0:r1, c0:c1], MATCHED_BLUR * scale).flatten(1)   # (F, 3 h' w')
+            xw = (x.view(F, 3, -1) * w.flatten()).flatten(1)
+            E = torch.stack([cc[:, None] - 2 * torch.stack([c @ v for v in xw], 1) for c, cc in cands]).amin(0) + (xw * x).sum(1)   # (G*16 + 1, F) best over the blurs
+            for out, e in zip(outs, E.T): _keep_best(out, e, t, k, geos, ratio, top)
+    return outs if many else outs[0]
+
+def _keep_best(out:dict, e:torch.Tensor, t:int, k:int, geos:list, ratio:float, top:int):
+    "Write the best candidate for frame t, place k into `out` (and the runner-up readings with top > 1)"
+    e, e0 = e[:-1], float(e[-1])
+    # best over the cube's turn: one error per attribute combination (shape, size, material, color)
+    order = e.argsort()
+    i = int(order[0]); g, mt, col = i // 16, (i // 8) % 2, i % 8
+    sh, sz, th = geos[g]
+    for a, v in zip(JUDGE_ATTRS, (sh, col, mt, sz)): out[a][t, k] = v
+    out['turn'][t, k], out['err'][t, k], out['err_empty'][t, k] = th, float(e[i]), e0
+    out['present'][t, k] = float(e[i] < ratio * e0)
+    if top > 1:
+        seen, alts = set(), []
+        for i in order.tolist():
+            g, mt, col = i // 16, (i // 8) % 2, i % 8
+            combo = (geos[g][0], col, mt, geos[g][1])
+            if combo in seen: continue
+            seen.add(combo); alts.append(dict(zip(JUDGE_ATTRS, combo), turn=geos[g][2], err=float(e[i])))
+            if len(alts) == top: break
+        out['runner_up'][t, k] = alts
 
 # %% ../nbs/13_judge.ipynb #091a96d9
 def _judge_chunk(args) -> list:
@@ -202,16 +207,22 @@ def _judge_chunk(args) -> list:
     frames, S, kw = args
     return [judge_story(f, s, **kw) for f, s in zip(frames, S)]
 
-def judge_read(X:torch.Tensor, # (N, T, 3, H, W) frames in [-1, 1], real or generated
+def _frames(X:torch.Tensor, S:torch.Tensor, name:str='X') -> np.ndarray:
+    "Frames (N, T, 3, H, W) in [-1, 1] of the stories S, checked, as floats (N, T, H, W, 3) in [0, 1]"
+    check_tensor(X, name, (*S.shape[:2], 3, None, None), 'N T C H W', finite=True)
+    if X.shape[-1] != X.shape[-2]: raise ValueError(f"the judge reads square frames, got {tuple(X.shape[-2:])}")
+    return ((X.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(0, 1, 3, 4, 2).numpy()
+
+def judge_read(X:torch.Tensor|list, # (N, T, 3, H, W) frames in [-1, 1], real or generated; or a list of such drawings of the same stories
                S:torch.Tensor, # (N, T, 75) the vectors of their stories (cumulative)
                workers:int=None, # processes; None: every core; 0 or 1: this process
                **kwargs, # passed to `judge_story`
-              ) -> dict:
-    "The judge's reading of N stories, in the form `probe_scores` reads: present (N, T, 4), shape / color / material / size (N, T, 4), count (N, T)"
+              ) -> dict|list:
+    "The judge's reading of N stories, in the form `probe_scores` reads: present (N, T, 4), shape / color / material / size (N, T, 4), count (N, T); a list of readings for a list of drawings"
     check_tensor(S, 'S', (None, None, CLEVR_TEXT_DIM), 'N T D', finite=True)
-    check_tensor(X, 'X', (*S.shape[:2], 3, None, None), 'N T C H W', finite=True)
-    if X.shape[-1] != X.shape[-2]: raise ValueError(f"the judge reads square frames, got {tuple(X.shape[-2:])}")
-    frames = ((X.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(0, 1, 3, 4, 2).numpy()      # (N, T, H, W, 3)
+    many = isinstance(X, (list, tuple))
+    Xs = X if many else [X]
+    frames = np.stack([_frames(x, S, f'X[{i}]' if many else 'X') for i, x in enumerate(Xs)], 1)   # (N, F, T, H, W, 3): each story's candidates rendered once
     last = S[:, -1].detach().float().cpu().numpy()
     if workers is None: workers = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     n = len(frames)
@@ -222,14 +233,19 @@ def judge_read(X:torch.Tensor, # (N, T, 3, H, W) frames in [-1, 1], real or gene
         threads = torch.get_num_threads()
         try: reads = [r for c in map(_judge_chunk, chunks) for r in c]
         finally: torch.set_num_threads(threads)
-    out = {k: torch.from_numpy(np.stack([r[k] for r in reads])) for k in ('present', *JUDGE_ATTRS, 'err', 'err_empty', 'turn')}
-    out['count'] = (out['present'] > 0.5).sum(-1)                                   # the objects found at the story's places
-    if 'runner_up' in reads[0]: out['runner_up'] = [r['runner_up'] for r in reads]
-    return out
+    outs = []
+    for f in range(len(Xs)):
+        rf = [r[f] for r in reads]
+        out = {k: torch.from_numpy(np.stack([r[k] for r in rf])) for k in ('present', *JUDGE_ATTRS, 'err', 'err_empty', 'turn')}
+        out['count'] = (out['present'] > 0.5).sum(-1)                               # the objects found at the story's places
+        if 'runner_up' in rf[0]: out['runner_up'] = [r['runner_up'] for r in rf]
+        outs.append(out)
+    return outs if many else outs[0]
 
-def judge_scores(X:torch.Tensor, # (N, T, 3, H, W) frames in [-1, 1]
+def judge_scores(X:torch.Tensor|list, # (N, T, 3, H, W) frames in [-1, 1]; or a list of drawings of the same stories (e.g. [generated, real])
                  S:torch.Tensor, # (N, T, 75) their stories' vectors (cumulative)
                  workers:int=None, # processes (None: every core)
-                ) -> dict:
-    "The renderer judge's figures for frames X: the same names as the probe's (`probe_scores`, notebook 12)"
-    return probe_scores(judge_read(X, S, workers), S)
+                ) -> dict|list:
+    "The renderer judge's figures for frames X: the same names as the probe's (`probe_scores`, notebook 12); a list for a list of drawings"
+    reads = judge_read(X, S, workers)
+    return [probe_scores(r, S) for r in reads] if isinstance(reads, list) else probe_scores(reads, S)

@@ -25,7 +25,7 @@ def load_generator(ckpt, # a checkpoint written by the trainer
                   ) -> tuple:
     "The generator of a checkpoint in eval mode (its weight average G_ema when it has one), its `StoryGANConfig` and the checkpoint dict"
     ck = load_checkpoint(ckpt)
-    cfg = StoryGANConfig(**ck['model_cfg'])
+    cfg = StoryGANConfig.from_dict(ck['model_cfg'])                     # an older version's too (notebook 04)
     G = StoryGenerator(cfg)
     G.load_state_dict(ck['models'].get('G_ema', ck['models']['G']))
     return G.to(device or 'cpu').eval(), cfg, ck
