@@ -1,4 +1,4 @@
-"""Refresh the saved outputs of notebooks from the current code: `python .ci/outputs.py nbs/13_judge.ipynb ...`.
+"""Refresh the saved outputs of notebooks from the current code: `python .ci/outputs.py nbs/14_judge.ipynb ...`.
 
 Every code cell runs as `nbdev_test` runs it (in the notebook's folder); cells flagged `#| slow` or `#| gpu` do not run and
 keep the outputs they have (they were made by a slow run and read from `results/`). A temporary folder in an output is

@@ -12,11 +12,9 @@ from fastcore.basics import patch
 from .story_encoder import *
 from .context_encoder import *
 from .generator import *
-from .clevr import OBJ_ATTRS
 
 # %% auto #0
-__all__ = ['OBJ_SPLITS', 'ImageEncoder', 'ImageDiscriminator', 'object_targets', 'frame_targets', 'with_empty_places',
-           'object_loss', 'sample_patches', 'density_target', 'count_loss', 'StoryDiscriminator', 'loss_stats',
+__all__ = ['FRAME_FIELDS', 'FRAME_HEADS', 'ImageEncoder', 'FrameHead', 'ImageDiscriminator', 'StoryDiscriminator', 'loss_stats',
            'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models', 'count_params']
 
 # %% ../nbs/07_discriminators.ipynb #ede5caed
@@ -51,6 +49,16 @@ class ImageEncoder(nn.Sequential):
         for m in layers[2:]: out = m(out)
         return out, h
 
+# %% ../nbs/07_discriminators.ipynb #3acdc119
+FRAME_FIELDS = ('obj_weight',)   # config fields that switch a frame head on (notebook 08's object head)
+FRAME_HEADS = {}                 # field -> FrameHead: filled by the modules that define them (storygan.object_head)
+
+class FrameHead:
+    "An addition to D_I that judges frames from its encoder's first block: its layers, its loss on real frames (D_I), on fakes (G)"
+    def attach(self, D_I): raise NotImplementedError                    # add its layers to D_I
+    def d_terms(self, D_I, h, s_t, S, cfg, generator=None): raise NotImplementedError   # (loss, stats) on real frames
+    def g_terms(self, D_I, h, s_t, S, cfg, generator=None): raise NotImplementedError   # ([weighted terms], stats) on fakes
+
 # %% ../nbs/07_discriminators.ipynb #3d29f38c
 class _Critic(nn.Module):
     "What both discriminators are built on: the config and an image encoder phi of their own"
@@ -72,14 +80,15 @@ class ImageDiscriminator(_Critic):
                                    _sn(nn.Conv2d(c, 1, 4), sn))
         self.proj = _sn(nn.Linear(e, c * 16, bias=False), sn) if cfg.d_projection else None        # V
         self.aux = _sn(nn.Linear(c * 16, cfg.label_dim), sn)                                       # label classifier
-        self.obj_net = self.obj_head = self.count_net = None
-        if cfg.obj_weight:                                                                         # object head
-            c1 = c // 2 ** (int(math.log2(cfg.image_size // 4)) - 1)                               # the first block's channels
-            self.obj_net = nn.Sequential(_sn(nn.Conv2d(c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2),
-                                         _sn(nn.Conv2d(2 * c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2))
-            self.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, OBJ_SPLITS[-1]), sn))
-            if cfg.count_weight:                                           # its density map: a regression on real frames, no spectral norm
-                self.count_net = nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))
+        for head in self.heads: head.attach(self)                                                  # additions (notebook 08)
+
+    @property
+    def heads(self) -> list:
+        "The frame heads this config switches on (`FRAME_HEADS`)"
+        on = [f for f in FRAME_FIELDS if getattr(self.cfg, f)]
+        missing = [f for f in on if f not in FRAME_HEADS]
+        if missing: raise ValueError(f"{missing[0]}={getattr(self.cfg, missing[0])} needs the object head: import storygan.object_head (notebook 08) first")
+        return [FRAME_HEADS[f] for f in on]
 
 # %% ../nbs/07_discriminators.ipynb #b42db7ae
 @patch
@@ -114,110 +123,6 @@ def forward(self:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) frames
     "logit (N,), label_logits (N, L)."
     feat = self.encoder(x)
     return self.logit(feat, s_t, S), self.classify(feat)
-
-# %% ../nbs/07_discriminators.ipynb #29af86bf
-OBJ_SPLITS = [1 + sum(list(OBJ_ATTRS.values())[:k]) for k in range(len(OBJ_ATTRS) + 1)]   # [present | shape | color | material | size]
-
-def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judge
-                   last:torch.Tensor, # (..., 75) the last vector of each frame's story (it holds all the objects)
-                  ) -> dict:
-    "What frames must show: xy (..., 4, 2) the story's object places, present (.., 4) in each frame, attrs (..., 4, 4) classes, count"
-    lay, full = vector_layout(s), vector_layout(last)
-    attrs = torch.stack([a.argmax(-1) for a in full['attrs'].split(list(OBJ_ATTRS.values()), -1)], -1)
-    return dict(xy=full['xy'], present=lay['present'], attrs=attrs, count=lay['present'].sum(-1))
-
-def frame_targets(s_t:torch.Tensor, # (N, 75) the frames' vectors
-                  S:torch.Tensor, # (N, T, 75) their stories
-                  cfg:StoryGANConfig, # says whether the vectors are cumulative or name only what is new
-                 ) -> dict:
-    "`object_targets` of frames in their stories: with `sentences='new'`, what frame t must show is every object of frames 1..t"
-    if cfg.sentences == 'cumulative': return object_targets(s_t, S[:, -1])
-    C = cumulative_vectors(S)                                            # frame t of a story names object t (slot t) alone
-    t = vector_layout(s_t)['present'].float().argmax(-1)                 # ... so its filled slot is its place in the story
-    return object_targets(C[torch.arange(len(t), device=t.device), t], C[:, -1])
-
-def with_empty_places(tg:dict, # from `object_targets`, for frames (N, ...)
-                      k:int=4, # places to add per frame
-                      margin:float=0.3, # at least this far (frame coordinates) from every object of the frame
-                      generator:torch.Generator=None, # source of the random places (None: torch's global one)
-                     ) -> dict:
-    "`tg` with `k` more places per frame, drawn at random where the frame has no object: they must read as empty"
-    xy, present = tg['xy'], tg['present']                                # (N, 4, 2), (N, 4)
-    N = xy.shape[0]
-    dev = generator.device if generator is not None else xy.device
-    rand = lambda *shape: torch.rand(shape, generator=generator, device=dev).to(xy.device)
-    cand = rand(N, 4 * k, 2) * 1.6 - 0.8                                 # candidates inside the floor's part of the frame
-    d = (cand[:, :, None] - xy[:, None]).norm(dim=-1)                    # (N, 4k, 4)
-    far = ((d > margin) | ~present[:, None]).all(-1)                     # (N, 4k): away from every object the frame shows
-    order = torch.argsort((~far).float() + rand(N, 4 * k) * 0.5, dim=1)[:, :k]   # the far ones first
-    e_xy = torch.gather(cand, 1, order[..., None].expand(-1, -1, 2))
-    e_ok = torch.gather(far, 1, order)                                   # a place too near an object is dropped below
-    out = dict(tg, xy=torch.cat([xy, e_xy], 1), present=torch.cat([present, torch.zeros_like(e_ok)], 1),
-               attrs=torch.cat([tg['attrs'], tg['attrs'][:, :k]], 1), keep=torch.cat([torch.ones_like(present), e_ok], 1))
-    return out
-
-def object_loss(q:torch.Tensor, # (N, K, 16) logits per place: [present | shape 3 | color 8 | material 2 | size 2]
-                present:torch.Tensor, # (N, K) bool: must an object be there
-                attrs:torch.Tensor, # (N, K, 4) its attribute classes
-                keep:torch.Tensor=None, # (N, K) bool: places to judge (default: all)
-               ) -> torch.Tensor:
-    "BCE on presence at every place + cross-entropy on each attribute where an object is"
-    q = q.float()
-    bce = F.binary_cross_entropy_with_logits(q[..., 0], present.float(), reduction='none')
-    loss = bce.mean() if keep is None else (bce * keep).sum() / keep.sum().clamp(min=1)
-    o, a = q[present], attrs[present]
-    if len(o): loss = loss + sum(F.cross_entropy(o[:, lo:hi], a[:, j]) for j, (lo, hi) in enumerate(zip(OBJ_SPLITS[:-1], OBJ_SPLITS[1:])))
-    return loss
-
-def sample_patches(f:torch.Tensor, # (N, C, H, W) feature map
-                   xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
-                   r:int=1, # a (2r+1) x (2r+1) patch of samples around each place ...
-                   step:float=None, # ... `step` apart (default: one cell of `f`)
-                  ) -> torch.Tensor:
-    "Bilinear samples of `f` on a patch around each place: (N, K, (2r+1)^2 * C)"
-    N, K = xy.shape[:2]
-    d = torch.arange(-r, r + 1, device=xy.device, dtype=xy.dtype) * (step or 2 / f.shape[-1])
-    offsets = torch.stack(torch.meshgrid(d, d, indexing='xy'), -1).view(-1, 2)    # ((2r+1)^2, 2) as (dx, dy)
-    grid = (xy[:, :, None] + offsets).view(N, -1, 1, 2).to(f.dtype)
-    z = F.grid_sample(f, grid, align_corners=False)                                 # (N, C, K * n, 1)
-    return z.view(N, f.shape[1], K, -1).permute(0, 2, 3, 1).flatten(2)
-
-@patch
-def objects(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
-            xy:torch.Tensor): # (N, K, 2) places
-    "The object head: logits (N, K, 16) [present | shape | color | material | size] at each place"
-    return self.object_maps(h, xy)[0]
-
-@patch
-def object_maps(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
-                xy:torch.Tensor, # (N, K, 2) places
-                detach_count:bool=False, # the map reads the object features detached: its loss trains `count_net` alone
-               ):
-    "The object head's logits (N, K, 16) and, with `count_weight`, its density map rho (N, H/2, W/2) (else None)"
-    f = self.obj_net(h)
-    q = self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
-    if self.count_net is None: return q, None
-    f_count = f.detach() if detach_count else f
-    return q, F.softplus(self.count_net(f_count).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
-
-def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
-                   present:torch.Tensor, # (N, K) bool: is an object there
-                   size:int=16, # the map's height and width
-                   sigma:float=1.0, # bump width in cells
-                  ) -> torch.Tensor:
-    "rho*: (N, size, size), a Gaussian bump of mass 1 at each present place"
-    u = (torch.arange(size, device=xy.device, dtype=torch.float32) + 0.5) / size * 2 - 1      # cell centres
-    s = sigma * 2 / size
-    gx, gy = [torch.softmax(-(u - xy[..., k:k + 1].float()) ** 2 / (2 * s * s), -1) for k in (0, 1)]   # (N, K, size) each, sum 1
-    return torch.einsum('nk,nkh,nkw->nhw', present.float(), gy, gx)
-
-def count_loss(rho:torch.Tensor, # (N, h, w) density map
-               xy:torch.Tensor, # (N, K, 2) the places of the frame's objects (and of empty places)
-               present:torch.Tensor, # (N, K) bool: is an object at each place
-              ) -> torch.Tensor:
-    "L_count: 10 * sum (rho - rho*)^2 + (mass - n)^2, averaged over the frames"
-    target = density_target(xy, present, rho.shape[-1])
-    return 10 * (rho - target).pow(2).sum((1, 2)).mean() + F.mse_loss(rho.sum((1, 2)), present.sum(-1).float())
 
 # %% ../nbs/07_discriminators.ipynb #5ca75357
 class StoryDiscriminator(_Critic):
@@ -256,7 +161,7 @@ def _wrong(c:torch.Tensor)->torch.Tensor:
     return c.roll(1, dims=0)
 
 def loss_stats(**terms) -> dict:
-    "The terms to log, detached 0-d tensors: they stay on the device until the trainer reads a whole iteration's at once (notebook 08)"
+    "The terms to log, detached 0-d tensors: they stay on the device until the trainer reads a whole iteration's at once (notebook 09)"
     return {k: v.detach().float() for k, v in terms.items()}
 
 def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real frames
@@ -274,13 +179,8 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
     l_aux = F.binary_cross_entropy_with_logits(D_I.classify(feat), labels)
     loss = l_real + 0.5 * (l_fake + l_wrong) + cfg.d_aux_weight * l_aux
     extra = {}
-    if D_I.obj_net is not None:                                          # the object head, on real frames
-        tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
-        q, rho = D_I.object_maps(h, tg['xy'], detach_count=True)
-        l_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
-        if rho is not None:                                              # ... and its density map
-            l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt; extra['d_img_count'] = l_cnt
-        loss = loss + l_obj; extra['d_img_obj'] = l_obj
+    for head in D_I.heads:                                               # additions (notebook 08), on real frames
+        l, st = head.d_terms(D_I, h, s_t, S, cfg, generator); loss = loss + l; extra.update(st)
     p = lambda l: torch.sigmoid(l.detach()).mean()
     return loss, loss_stats(d_img=loss, d_img_real=l_real, d_img_fake=l_fake, d_img_wrong=l_wrong, d_img_aux=l_aux, **extra,
                             p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
@@ -309,21 +209,19 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
                    mu:torch.Tensor, logvar:torch.Tensor,  # (B', cond_dim) story encoder outputs
                    cfg:StoryGANConfig,
                    generator:torch.Generator=None):    # source of the object head's empty places (None: torch's global one)
-    "G's loss: image adversarial + aux_weight*label BCE + story adversarial + KL (+ obj_weight*object loss + count_weight*count loss); (loss, stats)."
+    "G's loss: image adversarial + aux_weight*label BCE + story adversarial + KL (+ the frame heads' terms, notebook 08); (loss, stats)."
     check_tensor(labels, 'labels', (x_fake.shape[0], cfg.label_dim), 'N L')
     feat, h = D_I.encoder.stages(x_fake)
     logit, label_logits = D_I.logit(feat, s_t, S_img), D_I.classify(feat)
     g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
-    g_obj = g_cnt = torch.zeros((), device=logit.device)
-    if D_I.obj_net is not None:                                          # the object head, on the fakes
-        tg = with_empty_places(frame_targets(s_t, S_img, cfg), generator=generator)
-        q, rho = D_I.object_maps(h, tg['xy'])
-        g_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
-        if rho is not None: g_cnt = count_loss(rho, tg['xy'], tg['present'])   # ... and its density map
+    terms, extra = [], {}
+    for head in D_I.heads:                                               # additions (notebook 08), on the fakes
+        t, st = head.g_terms(D_I, h, s_t, S_img, cfg, generator); terms += t; extra.update(st)
     g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)
-    loss = g_img + cfg.aux_weight * g_aux + g_story + kl + cfg.obj_weight * g_obj + cfg.count_weight * g_cnt
-    return loss, loss_stats(g=loss, g_img=g_img, g_aux=g_aux, g_story=g_story, kl=kl, g_obj=g_obj, g_count=g_cnt,
+    loss = g_img + cfg.aux_weight * g_aux + g_story + kl
+    for term in terms: loss = loss + term                                # the paper's terms first, then the additions', one at a time
+    return loss, loss_stats(g=loss, g_img=g_img, g_aux=g_aux, g_story=g_story, kl=kl, **extra,
                             p_img_fake_g=torch.sigmoid(logit.detach()).mean())
 
 # %% ../nbs/07_discriminators.ipynb #b4c9160b

@@ -47,7 +47,7 @@ class StoryGANConfig:
     # --- the discriminators: the official code's BatchNorm, and additions off in the paper's model (notebook 07) ---
     d_batch_norm: bool = True   # BatchNorm in the discriminators, as in the official code (the recipe turns it off)
     d_projection: bool = False  # addition: D_I adds a projection term <V e, features> (Miyato & Koyama, 2018)
-    d_spectral_norm: bool = False  # addition: spectral norm on every discriminator weight (a standard GAN remedy, screened in notebook 17)
+    d_spectral_norm: bool = False  # addition: spectral norm on every discriminator weight (a standard GAN remedy, screened in notebook 18)
     obj_weight: float = 0.0     # addition, D_I's object head (CLEVR-style vectors): its loss weight on G's frames (0: no head)
     count_weight: float = 0.0   # addition, with the object head: a density map whose mass is the frame's count; its loss weight on G's frames
     # --- the auxiliary label loss, the one weight the official code sets apart from 1 ---
@@ -104,7 +104,7 @@ PRESETS = dict(
     clevr=dict(),                  # the paper's CLEVR-SV model at the official sizes: the defaults
     pororo=dict(text_dim=137, label_dim=9, T=5, cond_dim=124, gru_dim=137, filter_size=21, df_dim=124, ds_dim=696),
     paper_tiny=TINY_WIDTHS,        # the paper's model at tiny widths and 32 px
-    **{'paper_tiny+layout': dict(TINY_WIDTHS, layout_dim=16)},   # ... plus layout maps: the one addition that makes it learn on the CPU (notebook 17)
+    **{'paper_tiny+layout': dict(TINY_WIDTHS, layout_dim=16)},   # ... plus layout maps: the one addition that makes it learn on the CPU (notebook 18)
     tiny=dict(TINY_WIDTHS, g_sentence=True, g_hidden=256, g_cond_norm=True, d_projection=True, g_coord=16),   # the CPU recipe's base
 )
 

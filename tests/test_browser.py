@@ -1,6 +1,6 @@
-"""The story editor as a user sees it: notebook 21 in a real JupyterLab, in headless Chromium.
+"""The story editor as a user sees it: notebook 22 in a real JupyterLab, in headless Chromium.
 
-A tiny checkpoint is trained (a few iterations), JupyterLab serves a copy of nbs/21_demo.ipynb with
+A tiny checkpoint is trained (a few iterations), JupyterLab serves a copy of nbs/22_demo.ipynb with
 STORYGAN_DEMO_CKPT pointing at it, and the browser runs all cells, waits for the app, changes a color dropdown and
 waits for the generated frames to be redrawn. It fails on an error output in the notebook, an error message in the
 app, or an error in the browser console. Without Chromium or playwright it is skipped, unless
@@ -51,7 +51,7 @@ def _alive(pid:int) -> bool:
 
 @pytest.fixture
 def lab(tmp_path):
-    "JupyterLab serving a copy of notebook 21 that opens a tiny checkpoint: (url of the notebook, token, its folder)"
+    "JupyterLab serving a copy of notebook 22 that opens a tiny checkpoint: (url of the notebook, token, its folder)"
     _require(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     try: import playwright.sync_api  # noqa: F401
     except ImportError: _require(False, "playwright is not installed (pip install playwright)")
@@ -62,7 +62,7 @@ def lab(tmp_path):
     given = os.environ.get('STORYGAN_DEMO_CKPT')                            # a trained model, e.g. for a picture of the app
     if given and Path(given).exists(): ckpt = Path(given).resolve()
     else: ckpt = tiny_checkpoint(work / 'tiny', steps=3).relative_to(work)  # relative to the notebook, as a user would give it
-    shutil.copy(ROOT / 'nbs' / '21_demo.ipynb', work / '21_demo.ipynb')
+    shutil.copy(ROOT / 'nbs' / '22_demo.ipynb', work / '22_demo.ipynb')
     shutil.copytree(ROOT / 'nbs' / 'images', work / 'images')   # the pictures its markdown shows
     home = tmp_path / 'home'
     settings = home / 'lab-settings' / '@jupyterlab' / 'apputils-extension'
@@ -89,7 +89,7 @@ def lab(tmp_path):
             except OSError: pass
             if time.time() - t0 > 90: pytest.fail(f"JupyterLab did not answer within 90 s:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
             time.sleep(0.5)
-        yield f'{base}/lab/tree/21_demo.ipynb?token={token}', base, token, work
+        yield f'{base}/lab/tree/22_demo.ipynb?token={token}', base, token, work
     finally:
         kernels = _children(server.pid)
         try: urllib.request.urlopen(urllib.request.Request(f'{base}/api/shutdown?token={token}', method='POST'), timeout=10)
@@ -162,7 +162,7 @@ def test_demo_notebook_in_jupyterlab(lab, tmp_path):
             page.keyboard.press('Control+s')                                  # save, to read the outputs from the file
             page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')", timeout=20_000)
         finally: browser.close()
-    nb = json.loads((work / '21_demo.ipynb').read_text())
+    nb = json.loads((work / '22_demo.ipynb').read_text())
     problems += [f"cell {i} raised {o.get('ename')}: {o.get('evalue')}" for i, c in enumerate(nb['cells'])
                  for o in c.get('outputs', []) if o.get('output_type') == 'error']
     assert not problems, '\n'.join(problems)

@@ -1,6 +1,6 @@
-"""What notebook 14's cells cannot test well: weights files of the wrong layout given to the command line, and the FID
+"""What notebook 15's cells cannot test well: weights files of the wrong layout given to the command line, and the FID
 reference cache on disk (another split, a stale file, another network). The pipeline itself (the FID Inception, the
-64 -> 299 resize, the classifier layouts, micro-F1) is tested in notebook 14, the cartoon set end to end in notebook 20."""
+64 -> 299 resize, the classifier layouts, micro-F1) is tested in notebook 15, the cartoon set end to end in notebook 21."""
 import json, shutil
 
 import pytest

@@ -34,7 +34,7 @@ def test_paper_presets_switch_every_addition_off(name):
     assert all(getattr(cfg, k) == v for k, v in PAPER_SWITCHES.items())
     assert cfg.ablation == 'storygan' and (cfg.aux_weight, cfg.d_aux_weight) == (0.4, 1.0)
     G, D_I, D_S = build_models(cfg)
-    assert D_I.proj is None and D_I.obj_net is None and G.image_generator.layout is None
+    assert D_I.proj is None and getattr(D_I, "obj_net", None) is None and G.image_generator.layout is None
     assert all(b.embed is None and b.norm.affine is None for b in G.image_generator.blocks)   # no CoordConv, plain BatchNorm
     assert len(G.image_generator.fc) == 3                                                     # one linear layer (+ BatchNorm, ReLU)
 
@@ -77,7 +77,7 @@ def test_pororo_preset_parameter_counts():
     assert 0.6 * 38.3e6 <= count_params(G) <= 38.3e6
 
 
-# The CPU recipe's model (notebook 15: `train_preset('tiny', ...)` and the `tiny` model preset with these overrides),
+# The CPU recipe's model (notebook 16: `train_preset('tiny', ...)` and the `tiny` model preset with these overrides),
 # recorded before the paper presets were made exact; it must not change.
 RECIPE_OVERRIDES = dict(aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0, g_coord=0, count_weight=0.3)
 RECIPE_CONFIG = dict(text_dim=75, label_dim=15, T=4, image_size=32, noise_dim=32, cond_dim=32, gru_dim=64, filter_size=7,
