@@ -30,7 +30,7 @@ __all__ = ['ATTRS', 'HEADLINE_KEYS', 'SCORE_NAMES', 'clevr_targets', 'ConvFeatur
            'probe_lines']
 
 # %% ../nbs/13_probe.ipynb #bbcb6afb
-ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 07)
+ATTRS = OBJ_ATTRS                                   # classes per attribute (notebook 08)
 
 def clevr_targets(S:torch.Tensor, # (N, T, 75) a batch of stories' vectors
                  ) -> dict:
@@ -97,7 +97,7 @@ def probe_loss(q:torch.Tensor, # (N, K, 16) query logits
                present:torch.Tensor, # (N, K) bool: is an object at each query place
                attrs:torch.Tensor, # (N, K, 4) its attribute classes
               ) -> torch.Tensor:
-    "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is) + the density map's `count_loss` (both notebook 07)"
+    "`object_loss` (BCE on presence, cross-entropy on each attribute where an object is) + the density map's `count_loss` (both notebook 08)"
     return object_loss(q, present, attrs) + count_loss(rho, xy, present)
 
 def frames_uint8(ds, n:int) -> torch.Tensor:

@@ -31,9 +31,9 @@ QUICKSTART = dict(
     minutes=None,                       # no cap on training time by default (`--minutes` sets one)
     lr=6e-4,                            # three times the official 2e-4: with the object head, a short run can take bigger steps
     # the tiny model with a stronger auxiliary label loss (G 1.0, D 2.0 instead of 0.4, 1.0), no BatchNorm in the
-    # discriminators, layout maps in G (notebook 06) and the object head in D_I, with empty places (notebook 07);
+    # discriminators, layout maps in G (notebook 06) and the object head in D_I, with empty places (notebook 08);
     # no CoordConv channels (the layout maps say where things go; 10 % faster); the object head's count map at 0.3,
-    # which D_I trains as a read-out of its object features (notebook 07: stray fragments beside objects cost mass;
+    # which D_I trains as a read-out of its object features (notebook 08: stray fragments beside objects cost mass;
     # it lifts the worst frame's count to 90 % or more)
     model=dict(aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0, g_coord=0, count_weight=0.3),
     # draw with an average of G's weights (notebook 09); draw the fakes once per iteration (12 % faster)

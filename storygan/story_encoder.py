@@ -44,7 +44,7 @@ class StoryGANConfig:
     layout_dim: int = 0         # layout maps: each object's embedded attributes painted where it goes (CLEVR-style vectors; 0: off)
     layout_memory: bool = False # the hand-summed memory: layout maps of every object named so far, summed by the code (an upper bound)
     memory_weight: float = 0.0  # the learned memory: a read-out of the context encoder's state draws the scene so far; its loss weight (0: off)
-    # --- the discriminators: the official code's BatchNorm, and additions off in the paper's model (notebook 07) ---
+    # --- the discriminators: the official code's BatchNorm, and additions off in the paper's model (notebooks 07, 08) ---
     d_batch_norm: bool = True   # BatchNorm in the discriminators, as in the official code (the recipe turns it off)
     d_projection: bool = False  # addition: D_I adds a projection term <V e, features> (Miyato & Koyama, 2018)
     d_spectral_norm: bool = False  # addition: spectral norm on every discriminator weight (a standard GAN remedy, screened in notebook 18)
@@ -94,7 +94,7 @@ def use_story_d(self:StoryGANConfig):
 # %% ../nbs/04_story_encoder.ipynb #5e25f767
 PAPER_SWITCHES = dict(   # every addition beyond the paper, at the value that switches it off (the paper's model)
     g_sentence=False, g_hidden=0, g_cond_norm=False, g_coord=0, layout_dim=0, layout_memory=False, memory_weight=0.0,   # generator (05, 06)
-    d_projection=False, d_spectral_norm=False, obj_weight=0.0, count_weight=0.0,                      # discriminators (notebook 07)
+    d_projection=False, d_spectral_norm=False, obj_weight=0.0, count_weight=0.0,                      # discriminators (notebooks 07, 08)
     d_batch_norm=True, aux_weight=0.4, d_aux_weight=1.0,                                              # ... and the official code's settings
 )
 
