@@ -80,15 +80,15 @@ class ImageDiscriminator(_Critic):
                                    _sn(nn.Conv2d(c, 1, 4), sn))
         self.proj = _sn(nn.Linear(e, c * 16, bias=False), sn) if cfg.d_projection else None        # V
         self.aux = _sn(nn.Linear(c * 16, cfg.label_dim), sn)                                       # label classifier
-        for head in self.heads: head.attach(self)                                                  # additions (notebook 08)
+        self.heads = _frame_heads(cfg)                                                            # additions (notebook 08), looked up once
+        for head in self.heads: head.attach(self)
 
-    @property
-    def heads(self) -> list:
-        "The frame heads this config switches on (`FRAME_HEADS`)"
-        on = [f for f in FRAME_FIELDS if getattr(self.cfg, f)]
-        missing = [f for f in on if f not in FRAME_HEADS]
-        if missing: raise ValueError(f"{missing[0]}={getattr(self.cfg, missing[0])} needs the object head: import storygan.object_head (notebook 08) first")
-        return [FRAME_HEADS[f] for f in on]
+def _frame_heads(cfg:StoryGANConfig) -> list:
+    "The frame heads `cfg` switches on (`FRAME_HEADS`); refused if one is not registered yet"
+    on = [f for f in FRAME_FIELDS if getattr(cfg, f)]
+    missing = [f for f in on if f not in FRAME_HEADS]
+    if missing: raise ValueError(f"{missing[0]}={getattr(cfg, missing[0])} needs the object head: import storygan.object_head (notebook 08) first")
+    return [FRAME_HEADS[f] for f in on]
 
 # %% ../nbs/07_discriminators.ipynb #b42db7ae
 @patch

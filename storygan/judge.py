@@ -177,6 +177,7 @@ def judge_story(frames:np.ndarray, # (T, H, W, 3) float frames in [0, 1]; or (F,
             cands, w = cache[others]
             x = blur(obs_all[:, t, :, r0:r1, c0:c1], MATCHED_BLUR * scale).flatten(1)   # (F, 3 h' w')
             xw = (x.view(F, 3, -1) * w.flatten()).flatten(1)
+            # one product per drawing, not one matrix product for all: the same arithmetic, to the last bit, as judging each alone
             E = torch.stack([cc[:, None] - 2 * torch.stack([c @ v for v in xw], 1) for c, cc in cands]).amin(0) + (xw * x).sum(1)   # (G*16 + 1, F) best over the blurs
             for out, e in zip(outs, E.T): _keep_best(out, e, t, k, geos, ratio, top)
     return outs if many else outs[0]
