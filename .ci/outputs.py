@@ -16,7 +16,7 @@ SKIP = {'slow', 'gpu', 'notest'}
 def redact(text:str) -> str:
     "`text` with this machine's temporary folders, checkout and home folder written as `<tmp>`, `.` and `~`"
     tmp, repo, home = tempfile.gettempdir(), str(Path(__file__).resolve().parents[1]), str(Path.home())
-    text = re.sub(re.escape(tmp) + r'/tmp[\w-]+', '<tmp>', text)
+    text = re.sub(re.escape(tmp) + r'/(?:tmp|storygan-)[\w-]+', '<tmp>', text)   # mkdtemp's and scratch_dir's folders
     return text.replace(repo + '/', './').replace(repo, '.').replace(home + '/', '~/')
 
 def machine_paths(text:str) -> list:

@@ -16,8 +16,9 @@ from .story_encoder import ABLATIONS, PAPER_SWITCHES, StoryGANConfig
 from .clevr import CLEVR_T, CLEVR_LABEL_DIM
 from .context_encoder import ATTR_GROUPS, scene_of
 from .generator import vector_layout, cumulative_vectors, memory_loss, recalled_vectors
-from .training import train_preset
-from .runs import train_storygan
+from .training import train_preset, TrainConfig, StoryGANTrainer, frozen
+from .runs import train_storygan, load_checkpoint, read_metrics
+from .discriminators import generator_loss
 from .sampling import load_generator, generate_stories
 from .probe import probe_for, SCORE_NAMES
 from .evaluation import evaluate
@@ -26,8 +27,8 @@ from .quickstart import QUICKSTART
 # %% auto #0
 __all__ = ['PAPER_SSIM', 'METRICS', 'STUDY_KEYS', 'MEMORY_VARIANTS', 'NEW_ONLY', 'MEMORY_METRICS', 'ablation_recipe',
            'ablation_run', 'ablation_study', 'save_study', 'summarize', 'ablation_table', 'ablation_chart',
-           'ablation_grid', 'state_recall', 'linear_recall', 'memory_recall', 'memory_study', 'memory_table',
-           'recall_table', 'by_frame_chart', 'memory_chart']
+           'ablation_grid', 'gan_diagnosis', 'state_recall', 'linear_recall', 'memory_recall', 'memory_study',
+           'memory_table', 'recall_table', 'by_frame_chart', 'memory_chart']
 
 # %% ../nbs/17_ablations.ipynb #6c8ff2eb
 PAPER_SSIM = dict(imagegan=0.596, svc=0.641, svfn=0.654, storygan=0.672)   # paper, Table 1, CLEVR-SV
@@ -145,6 +146,52 @@ def ablation_grid(data, out, seed:int=0, stories=(0, 1, 2), path=None, variants=
     fig = show_story(torch.stack(rows), row_labels=labels, figsize=(4.6, 1.05 * len(rows)))
     if path is not None: fig.savefig(path, dpi=100)
     return fig
+
+# %% ../nbs/17_ablations.ipynb #060979d5
+def _g_blocks(G) -> dict:
+    "G's parts for gradient norms: story and context encoders, the first linear map, each upsampling block, the layout maps, the RGB layer"
+    ig = G.image_generator
+    parts = dict(story_encoder=G.story_encoder, context_encoder=G.context_encoder, fc=ig.fc, **{f'block {i + 1}': b for i, b in enumerate(ig.blocks)})
+    if getattr(ig, 'layout', None) is not None: parts['layout maps'] = ig.layout
+    return dict(parts, to_rgb=ig.to_rgb)
+
+def gan_diagnosis(ckpt, # a checkpoint written by the trainer (or its run folder, which also holds its log)
+                  data=None, # dataset folder (default: the one the run was trained on)
+                  n:int=64, # held-out stories
+                  seed:int=0, # the noise
+                  last:int=500, # logged iterations to average, up to the checkpoint's
+                 ) -> dict:
+    "The discriminators' mean p(real) on real, generated and mismatched inputs (from the log), G's gradient norm per block, and how much G's frames change with the sentence and with the noise"
+    ck_file = Path(ckpt) / 'checkpoint.pt' if Path(ckpt).is_dir() else Path(ckpt)
+    ck = load_checkpoint(ck_file)
+    cfg, tc = StoryGANConfig.from_dict(ck['model_cfg']), TrainConfig.from_dict(ck['train_cfg'])
+    tr = StoryGANTrainer(cfg, tc, device='cpu'); tr.load_state_dict(ck)
+    rows = [r for r in read_metrics(ck_file.parent) if ck['step'] - last < r['step'] <= ck['step']] if (ck_file.parent / 'metrics.jsonl').exists() else []
+    out = dict(step=ck['step'], logged_iterations=len(rows),
+               p_real={k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.startswith('p_')} if rows else {})
+    val = open_stories(data or ck['data']['root'], 'test', image_size=cfg.image_size)
+    b = collate_stories([val[i] for i in range(min(n, len(val)))])
+    X, S, L = b['images'], b['text'], b['labels']
+    B, T = S.shape[:2]
+    G, D_I, D_S = tr.G.eval(), tr.D_I.train(), tr.D_S
+    with torch.no_grad():                                                # first, in eval mode (as sampling draws): what the frames depend on
+        z = torch.randn(1, T, cfg.noise_dim, generator=torch.Generator().manual_seed(seed)).expand(B, -1, -1)
+        X_sent = generate_stories(G, S, noise=z)                                         # B stories, one noise
+        X_noise = generate_stories(G, S[:1].expand(B, -1, -1), seed=seed)                # one story, B noises
+    std = lambda V: float(V.float().std(0).mean())
+    out['pixel_std'] = dict(real_across_stories=std(X), generated_across_stories=std(X_sent), generated_across_noises=std(X_noise))
+    G.train()                                                            # then G's loss in training mode, D frozen, as an iteration computes it
+    if D_S is not None: D_S.train()
+    t, i = torch.arange(B) % T, torch.arange(B)
+    with frozen(D_I, D_S):
+        X_fake, mu, logvar = G(S, generator=torch.Generator().manual_seed(seed))[:3]
+        X_fake.retain_grad()
+        loss, st = generator_loss(D_I, D_S, X_fake[i, t], S[i, t], S, L[i, t], X_fake, S, mu, logvar, cfg)
+        loss.backward()
+    out['g_loss'] = {k: float(v) for k, v in st.items()}
+    out['g_grad_norm'] = {k: float(sum(p.grad.float().pow(2).sum() for p in m.parameters() if p.grad is not None) ** 0.5) for k, m in _g_blocks(G).items()}
+    out['grad_per_pixel'] = float(X_fake.grad.abs().mean())
+    return out
 
 # %% ../nbs/17_ablations.ipynb #6f88085b
 MEMORY_VARIANTS = dict(imagegan=('imagegan', {}), svc=('svc', {}), svfn=('svfn', {}), storygan=('storygan', {}),

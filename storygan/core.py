@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #341977eb
 from __future__ import annotations
-import argparse, contextlib, copy, errno, importlib, json, math, os, pkgutil, random, re, shutil, signal, sys, textwrap
+import argparse, contextlib, copy, errno, importlib, json, math, os, pkgutil, random, re, shutil, signal, sys, tempfile, textwrap
 try: import fcntl                                     # POSIX: folders are locked with flock
 except ImportError: fcntl = None
 from pathlib import Path
@@ -15,10 +15,10 @@ from fastcore.script import Param
 
 # %% auto #0
 __all__ = ['MANIFEST', 'COMMANDS', 'COMMAND_MODULES', 'set_seed', 'default_device', 'open_nofollow', 'atomic_save', 'json_text',
-           'atomic_write', 'remove_stale_temp_files', 'to_01', 'quantize', 'dequantize', 'batched', 'stories_to_tensor',
-           'show_story', 'story_sheet', 'save_story_grid', 'output_dir', 'available_memory', 'check_memory',
-           'check_disk', 'read_json', 'reading', 'parse_device', 'FolderLock', 'read_manifest', 'OutputFolder',
-           'claim_file', 'quiet', 'command', 'load_modules', 'checked', 'main']
+           'atomic_write', 'remove_stale_temp_files', 'scratch_dir', 'to_01', 'quantize', 'dequantize', 'batched',
+           'stories_to_tensor', 'show_story', 'story_sheet', 'save_story_grid', 'output_dir', 'available_memory',
+           'check_memory', 'check_disk', 'read_json', 'reading', 'parse_device', 'FolderLock', 'read_manifest',
+           'OutputFolder', 'claim_file', 'quiet', 'command', 'load_modules', 'checked', 'main']
 
 # %% ../nbs/00_core.ipynb #b50bda5e
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and CUDA)
@@ -115,6 +115,16 @@ def remove_stale_temp_files(path, # a file written by `atomic_save`
         pid = p.name[len(path.name) + 2:-4]
         if pid.isdigit() and not _alive(int(pid)): p.unlink(missing_ok=True); gone.append(p)
     return gone
+
+# %% ../nbs/00_core.ipynb #f4d77b7a
+_SCRATCH = []   # the live TemporaryDirectory objects: each deletes its folder when Python exits
+
+def scratch_dir(prefix:str='storygan-', # the folder name's start
+               ) -> Path:
+    "A new empty temporary folder, deleted with its contents when Python exits"
+    d = tempfile.TemporaryDirectory(prefix=prefix)
+    _SCRATCH.append(d)
+    return Path(d.name)
 
 # %% ../nbs/00_core.ipynb #ba0ed45f
 def to_01(x:torch.Tensor, # float images in [-1, 1]

@@ -14,8 +14,9 @@ from .context_encoder import *
 from .generator import *
 
 # %% auto #0
-__all__ = ['FRAME_FIELDS', 'FRAME_HEADS', 'ImageEncoder', 'FrameHead', 'ImageDiscriminator', 'StoryDiscriminator', 'loss_stats',
-           'image_d_loss', 'story_d_loss', 'generator_loss', 'build_models', 'count_params']
+__all__ = ['FRAME_FIELDS', 'FRAME_HEADS', 'STABILIZERS', 'R1_GAMMA', 'ImageEncoder', 'FrameHead', 'ImageDiscriminator',
+           'StoryDiscriminator', 'adversarial', 'r1_penalty', 'loss_stats', 'image_d_loss', 'story_d_loss',
+           'generator_loss', 'build_models', 'count_params']
 
 # %% ../nbs/07_discriminators.ipynb #ede5caed
 def _sn(m:nn.Module, on:bool)->nn.Module:
@@ -54,9 +55,9 @@ FRAME_FIELDS = ('obj_weight',)   # config fields that switch a frame head on (no
 FRAME_HEADS = {}                 # field -> FrameHead: filled by the modules that define them (storygan.object_head)
 
 class FrameHead:
-    "An addition to D_I that judges frames from its encoder's first block: its layers, its loss on real frames (D_I), on fakes (G)"
+    "An addition to D_I that judges frames from its encoder's first block: its layers, its loss for D_I (real and detached fake frames), for G (fakes)"
     def attach(self, D_I): raise NotImplementedError                    # add its layers to D_I
-    def d_terms(self, D_I, h, s_t, S, cfg, generator=None): raise NotImplementedError   # (loss, stats) on real frames
+    def d_terms(self, D_I, h, h_fake, s_t, S, cfg, generator=None): raise NotImplementedError   # (loss, stats) on real frames (h) and detached fakes (h_fake)
     def g_terms(self, D_I, h, s_t, S, cfg, generator=None): raise NotImplementedError   # ([weighted terms], stats) on fakes
 
 # %% ../nbs/07_discriminators.ipynb #3d29f38c
@@ -156,6 +157,25 @@ def _bce(logit:torch.Tensor, target:float)->torch.Tensor:
     "BCE with logits against a constant target."
     return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
 
+STABILIZERS = ('hinge', 'r1', 'ttur')   # standard GAN practice, screened on the paper's model (notebook 18); None: none, as official
+R1_GAMMA = 10.                          # the R1 penalty's weight, as Mescheder et al. (2018) train their GANs
+
+def adversarial(logit:torch.Tensor, target:float, # the discriminator's logits, and 1 (real) or 0 (fake, wrong)
+                stabilizer:str=None, # 'hinge': the hinge loss instead of BCE (the other stabilizers keep BCE)
+                g:bool=False, # the generator's term (its fakes against target 1)
+               ) -> torch.Tensor:
+    "An adversarial term: BCE against `target` (the paper's); with 'hinge', D's max(0, 1 - logit) or max(0, 1 + logit), and G's -logit"
+    if stabilizer != 'hinge': return _bce(logit, target)
+    logit = logit.float()
+    if g: return -logit.mean()
+    return F.relu(1 - logit).mean() if target else F.relu(1 + logit).mean()
+
+def r1_penalty(logit:torch.Tensor, x:torch.Tensor, # real logits, and the real inputs they were computed from (requires_grad)
+              ) -> torch.Tensor:
+    "R1: R1_GAMMA / 2 * E ||d logit / dx||^2 over real inputs, kept in the graph so that D learns from it"
+    grad, = torch.autograd.grad(logit.float().sum(), x, create_graph=True)
+    return R1_GAMMA / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
+
 def _wrong(c:torch.Tensor)->torch.Tensor:
     "Mismatched conditions: each sample gets the condition of the previous sample in the batch."
     return c.roll(1, dims=0)
@@ -169,18 +189,21 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
                  s_t:torch.Tensor, S:torch.Tensor,       # (N, D) sentences, (N, T, D) their stories
                  labels:torch.Tensor,                    # (N, L) 0/1 labels of the real frames
                  cfg:StoryGANConfig,
-                 generator:torch.Generator=None):        # source of the object head's empty places (None: torch's global one)
+                 generator:torch.Generator=None,         # source of the object head's empty places (None: torch's global one)
+                 stabilizer:str=None):                   # 'hinge' or 'r1' (`STABILIZERS`); None: the paper's loss
     "D_I's loss: BCE(real,1) + 1/2[BCE(fake,0) + BCE(wrong,0)] + d_aux_weight * label BCE on real frames; (loss, stats)."
     check_tensor(labels, 'labels', (x.shape[0], cfg.label_dim), 'N L')
-    (feat, h), feat_fake = D_I.encoder.stages(x), D_I.encoder(x_fake.detach())
+    if stabilizer == 'r1': x = x.detach().requires_grad_(True)
+    (feat, h), (feat_fake, h_fake) = D_I.encoder.stages(x), D_I.encoder.stages(x_fake.detach())
     real, fake = D_I.logit(feat, s_t, S), D_I.logit(feat_fake, s_t, S)
     wrong = D_I.logit(feat, _wrong(s_t), _wrong(S))
-    l_real, l_fake, l_wrong = _bce(real, 1.), _bce(fake, 0.), _bce(wrong, 0.)
+    l_real, l_fake, l_wrong = (adversarial(l, y, stabilizer) for l, y in ((real, 1.), (fake, 0.), (wrong, 0.)))
     l_aux = F.binary_cross_entropy_with_logits(D_I.classify(feat), labels)
     loss = l_real + 0.5 * (l_fake + l_wrong) + cfg.d_aux_weight * l_aux
     extra = {}
+    if stabilizer == 'r1': extra['d_img_r1'] = r1_penalty(real, x); loss = loss + extra['d_img_r1']
     for head in D_I.heads:                                               # additions (notebook 08), on real frames
-        l, st = head.d_terms(D_I, h, s_t, S, cfg, generator); loss = loss + l; extra.update(st)
+        l, st = head.d_terms(D_I, h, h_fake, s_t, S, cfg, generator); loss = loss + l; extra.update(st)
     p = lambda l: torch.sigmoid(l.detach()).mean()
     return loss, loss_stats(d_img=loss, d_img_real=l_real, d_img_fake=l_fake, d_img_wrong=l_wrong, d_img_aux=l_aux, **extra,
                             p_img_real=p(real), p_img_fake=p(fake), p_img_wrong=p(wrong))
@@ -188,14 +211,18 @@ def image_d_loss(D_I:ImageDiscriminator, x:torch.Tensor,  # (N, 3, H, W) real fr
 def story_d_loss(D_S:StoryDiscriminator, X:torch.Tensor,  # (B, T, 3, H, W) real stories
                  X_fake:torch.Tensor,                     # (B, T, 3, H, W) generated stories (detached here)
                  S:torch.Tensor,                          # (B, T, D) sentence vectors
-                 cfg:StoryGANConfig):
+                 cfg:StoryGANConfig,
+                 stabilizer:str=None):                    # 'hinge' or 'r1' (`STABILIZERS`); None: the paper's loss
     "D_S's loss: BCE(real,1) + 1/2[BCE(fake,0) + BCE(wrong,0)]; (loss, stats)."
+    if stabilizer == 'r1': X = X.detach().requires_grad_(True)
     e, e_fake = D_S.embed_images(X), D_S.embed_images(X_fake.detach())
     real, fake, wrong = D_S.logit(e, S), D_S.logit(e_fake, S), D_S.logit(e, _wrong(S))
-    l_real, l_fake, l_wrong = _bce(real, 1.), _bce(fake, 0.), _bce(wrong, 0.)
+    l_real, l_fake, l_wrong = (adversarial(l, y, stabilizer) for l, y in ((real, 1.), (fake, 0.), (wrong, 0.)))
     loss = l_real + 0.5 * (l_fake + l_wrong)
+    extra = {}
+    if stabilizer == 'r1': extra['d_story_r1'] = r1_penalty(real, X); loss = loss + extra['d_story_r1']
     p = lambda l: torch.sigmoid(l.detach()).mean()
-    return loss, loss_stats(d_story=loss, d_story_real=l_real, d_story_fake=l_fake, d_story_wrong=l_wrong,
+    return loss, loss_stats(d_story=loss, d_story_real=l_real, d_story_fake=l_fake, d_story_wrong=l_wrong, **extra,
                             p_story_real=p(real), p_story_fake=p(fake), p_story_wrong=p(wrong))
 
 # %% ../nbs/07_discriminators.ipynb #376854d2
@@ -208,16 +235,17 @@ def generator_loss(D_I:ImageDiscriminator,            # image discriminator
                    S_story:torch.Tensor|None,          # (B, T, D) their sentence vectors
                    mu:torch.Tensor, logvar:torch.Tensor,  # (B', cond_dim) story encoder outputs
                    cfg:StoryGANConfig,
-                   generator:torch.Generator=None):    # source of the object head's empty places (None: torch's global one)
+                   generator:torch.Generator=None,     # source of the object head's empty places (None: torch's global one)
+                   stabilizer:str=None):               # 'hinge': G's hinge term (`STABILIZERS`); None: the paper's loss
     "G's loss: image adversarial + aux_weight*label BCE + story adversarial + KL (+ the frame heads' terms, notebook 08); (loss, stats)."
     check_tensor(labels, 'labels', (x_fake.shape[0], cfg.label_dim), 'N L')
     feat, h = D_I.encoder.stages(x_fake)
     logit, label_logits = D_I.logit(feat, s_t, S_img), D_I.classify(feat)
-    g_img, g_aux = _bce(logit, 1.), F.binary_cross_entropy_with_logits(label_logits, labels)
+    g_img, g_aux = adversarial(logit, 1., stabilizer, g=True), F.binary_cross_entropy_with_logits(label_logits, labels)
     terms, extra = [], {}
     for head in D_I.heads:                                               # additions (notebook 08), on the fakes
         t, st = head.g_terms(D_I, h, s_t, S_img, cfg, generator); terms += t; extra.update(st)
-    g_story = _bce(D_S(X_fake, S_story), 1.) if D_S is not None else torch.zeros((), device=logit.device)
+    g_story = adversarial(D_S(X_fake, S_story), 1., stabilizer, g=True) if D_S is not None else torch.zeros((), device=logit.device)
     kl = kl_loss(mu, logvar)
     loss = g_img + cfg.aux_weight * g_aux + g_story + kl
     for term in terms: loss = loss + term                                # the paper's terms first, then the additions', one at a time

@@ -16,11 +16,12 @@ from .discriminators import _sn
 from .clevr import OBJ_ATTRS
 
 # %% auto #0
-__all__ = ['OBJ_SPLITS', 'object_targets', 'frame_targets', 'with_empty_places', 'object_loss', 'sample_patches',
+__all__ = ['OBJ_SPLITS', 'OBJ_HIDDEN', 'object_targets', 'frame_targets', 'with_empty_places', 'object_loss', 'sample_patches',
            'density_target', 'count_loss', 'ObjectHead']
 
 # %% ../nbs/08_object_head.ipynb #29af86bf
 OBJ_SPLITS = [1 + sum(list(OBJ_ATTRS.values())[:k]) for k in range(len(OBJ_ATTRS) + 1)]   # [present | shape | color | material | size]
+OBJ_HIDDEN = 128   # the width of the head's hidden layer, where the object's realism is read too
 
 def object_targets(s:torch.Tensor, # (..., 75) the vectors of the frames to judge
                    last:torch.Tensor, # (..., 75) the last vector of each frame's story (it holds all the objects)
@@ -93,16 +94,30 @@ def objects(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the enc
     return self.object_maps(h, xy)[0]
 
 @patch
+def object_hidden(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
+                  xy:torch.Tensor): # (N, K, 2) places
+    "The object features f (N, 2 c1, H/2, W/2) and the head's hidden layer z (N, K, OBJ_HIDDEN) at each place"
+    f = self.obj_net(h)
+    return f, self.obj_head[:2](torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
+
+@patch
 def object_maps(self:ImageDiscriminator, h:torch.Tensor, # (N, c1, H/2, W/2) the encoder's first block
                 xy:torch.Tensor, # (N, K, 2) places
                 detach_count:bool=False, # the map reads the object features detached: its loss trains `count_net` alone
+                hidden:bool=False, # also return the hidden layer z (for `object_realism`)
                ):
-    "The object head's logits (N, K, 16) and, with `count_weight`, its density map rho (N, H/2, W/2) (else None)"
-    f = self.obj_net(h)
-    q = self.obj_head(torch.cat([sample_patches(f, xy), xy.to(f.dtype)], -1))
-    if self.count_net is None: return q, None
-    f_count = f.detach() if detach_count else f
-    return q, F.softplus(self.count_net(f_count).float() - 6)[:, 0]          # softplus(-6) per cell: a fraction of an object at the start
+    "The object head's logits (N, K, 16) and, with `count_weight`, its density map rho (N, H/2, W/2) (else None); and z with `hidden`"
+    f, z = self.object_hidden(h, xy)
+    q = self.obj_head[2](z)
+    rho = None if self.count_net is None else F.softplus(self.count_net(f.detach() if detach_count else f).float() - 6)[:, 0]   # softplus(-6) per cell: a fraction of an object at the start
+    return (q, rho, z) if hidden else (q, rho)
+
+@patch
+def object_realism(self:ImageDiscriminator, z:torch.Tensor, # (N, K, OBJ_HIDDEN) the head's hidden layer at each place
+                   attrs:torch.Tensor): # (N, K, 4) the attribute classes the object there must have
+    "Is the object at each place a real one with these attributes? A logit (N, K): psi(z) + <sum_a E_a[attr_a], z> (a projection head)"
+    e = sum(emb(attrs[..., j]) for j, emb in enumerate(self.obj_emb))
+    return (self.obj_real(z)[..., 0] + (e.to(z.dtype) * z).sum(-1)).float()
 
 def density_target(xy:torch.Tensor, # (N, K, 2) places in [-1, 1] frame coordinates
                    present:torch.Tensor, # (N, K) bool: is an object there
@@ -132,24 +147,31 @@ class ObjectHead(FrameHead):
         c1 = c // 2 ** (int(math.log2(cfg.image_size // 4)) - 1)                               # the first block's channels
         D_I.obj_net = nn.Sequential(_sn(nn.Conv2d(c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2),
                                     _sn(nn.Conv2d(2 * c1, 2 * c1, 3, padding=1), sn), nn.LeakyReLU(0.2))
-        D_I.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, 128), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(128, OBJ_SPLITS[-1]), sn))
+        D_I.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, OBJ_HIDDEN), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(OBJ_HIDDEN, OBJ_SPLITS[-1]), sn))
         D_I.count_net = (nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))
                          if cfg.count_weight else None)                                        # a regression on real frames: no spectral norm
+        D_I.obj_emb = nn.ModuleList([nn.Embedding(n, OBJ_HIDDEN) for n in OBJ_ATTRS.values()])  # each attribute's class, projected on z
+        D_I.obj_real = nn.Linear(OBJ_HIDDEN, 1)                                                 # ... beside a score of z alone
 
-    def d_terms(self, D_I, h, s_t, S, cfg, generator=None):
-        "L_obj (+ L_count, the map reading detached features) on real frames, for D_I: (loss, stats)"
+    def d_terms(self, D_I, h, h_fake, s_t, S, cfg, generator=None):
+        "L_obj (+ L_count, the map reading detached features) on real frames and L_real on real and generated objects, for D_I: (loss, stats)"
         tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
-        q, rho = D_I.object_maps(h, tg['xy'], detach_count=True)
+        q, rho, z = D_I.object_maps(h, tg['xy'], detach_count=True, hidden=True)
         l_obj, st = object_loss(q, tg['present'], tg['attrs'], tg['keep']), {}
         if rho is not None: st['d_img_count'] = l_cnt = count_loss(rho, tg['xy'], tg['present']); l_obj = l_obj + l_cnt
-        return l_obj, dict(st, d_img_obj=l_obj)
+        P = tg['present']                                                # the realism of the objects the frames must show
+        real, fake = D_I.object_realism(z, tg['attrs'])[P], D_I.object_realism(D_I.object_hidden(h_fake, tg['xy'])[1], tg['attrs'])[P]
+        l_real = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        return l_obj + l_real, dict(st, d_img_obj=l_obj, d_img_obj_real=l_real)
 
     def g_terms(self, D_I, h, s_t, S, cfg, generator=None):
-        "obj_weight * L_obj and count_weight * L_count on G's frames: ([terms], stats)"
+        "obj_weight * (L_obj + L_real) and count_weight * L_count on G's frames: ([terms], stats)"
         tg = with_empty_places(frame_targets(s_t, S, cfg), generator=generator)
-        q, rho = D_I.object_maps(h, tg['xy'])
+        q, rho, z = D_I.object_maps(h, tg['xy'], hidden=True)
         g_obj = object_loss(q, tg['present'], tg['attrs'], tg['keep'])
         g_cnt = count_loss(rho, tg['xy'], tg['present']) if rho is not None else torch.zeros((), device=q.device)
-        return [cfg.obj_weight * g_obj, cfg.count_weight * g_cnt], dict(g_obj=g_obj, g_count=g_cnt)
+        fake = D_I.object_realism(z, tg['attrs'])[tg['present']]
+        g_real = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+        return [cfg.obj_weight * g_obj, cfg.count_weight * g_cnt, cfg.obj_weight * g_real], dict(g_obj=g_obj, g_count=g_cnt, g_obj_real=g_real)
 
 FRAME_HEADS['obj_weight'] = ObjectHead()

@@ -352,15 +352,17 @@ def ship_probes(sizes=(32, 64), # frame sizes
     "Fit the probes that ship with the package, on data drawn by this renderer; returns their files (`folder` default: the package's)"
     import tempfile
     from storygan.clevr_data import generate_clevr
-    folder, work = Path(folder or _probes_dir()), Path(work or tempfile.mkdtemp())
+    folder = Path(folder or _probes_dir())
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for size in sizes:
-        for s in seeds:
-            d = generate_clevr(work / f'data_{size}_{s}', n_train=stories, n_test=0, size=size, seed=101 + s, progress=False)
-            pr = train_probe(d, size, seed=s, **kwargs)
-            pr.data_key = dict(renderer=renderer_key(size), image_size=size, stories=stories, data_seed=101 + s, probe_seed=s)
-            out.append(save_net(pr.half(), folder / f'probe_{size}_{s}.pt', 'storygan-probe', image_size=size, width=pr.width))
+    with tempfile.TemporaryDirectory(prefix='storygan-probes-') as tmp:   # the default data folder goes when the probes are fitted
+        work = Path(work or tmp)
+        for size in sizes:
+            for s in seeds:
+                d = generate_clevr(work / f'data_{size}_{s}', n_train=stories, n_test=0, size=size, seed=101 + s, progress=False)
+                pr = train_probe(d, size, seed=s, **kwargs)
+                pr.data_key = dict(renderer=renderer_key(size), image_size=size, stories=stories, data_seed=101 + s, probe_seed=s)
+                out.append(save_net(pr.half(), folder / f'probe_{size}_{s}.pt', 'storygan-probe', image_size=size, width=pr.width))
     return out
 
 HEADLINE_KEYS = ('object_exact', 'consistency', 'count', 'found', 'color', 'shape', 'new_exact')

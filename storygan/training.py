@@ -21,8 +21,9 @@ from .discriminators import *
 from .object_head import *   # registers the object head with D_I (notebook 08)
 
 # %% auto #0
-__all__ = ['ADAM_BETAS', 'DECAY_GAMMA', 'RETIRED_TRAIN_FIELDS', 'MOVED_TO_RUN', 'TINY_TRAIN', 'TRAIN_PRESETS', 'TrainConfig',
-           'train_preset', 'lr_scheduler', 'StoryGANTrainer', 'fast_bf16', 'autocast_for', 'frozen', 'as_floats']
+__all__ = ['ADAM_BETAS', 'DECAY_GAMMA', 'TTUR', 'RETIRED_TRAIN_FIELDS', 'MOVED_TO_RUN', 'TINY_TRAIN', 'TRAIN_PRESETS',
+           'TrainConfig', 'train_preset', 'lr_scheduler', 'StoryGANTrainer', 'fast_bf16', 'autocast_for', 'frozen',
+           'as_floats']
 
 # %% ../nbs/09_training.ipynb #ebf45608
 @dataclass
@@ -38,6 +39,7 @@ class TrainConfig:
     decay_every: float = 20          # epochs between halvings of the learning rate (official: 20); 0: constant, as short runs want
     lr_end: float = 1.0              # a cosine from 1 down to this fraction over the run (1: off, as official; short runs may end low)
     ema: float = 0.0                 # decay of a running average of G's weights that draws the samples (0: off, as official; it smooths GAN noise)
+    stabilizer: Optional[str] = None # one standard GAN stabiliser (notebook 07): 'hinge', 'r1' or 'ttur'; None: none, as official (screened in notebook 18)
     amp: object = 'auto'             # mixed precision: True/'on', False/'off', or 'auto' (on where bf16 is fast, `fast_bf16`): it changes the arithmetic
     seed: int = 0                    # the weights, the noise and the data order: one seed, one run
 
@@ -50,9 +52,11 @@ class TrainConfig:
         if self.amp not in (True, False, 'auto'): raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
         if not 0 <= self.ema < 1: raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.lr_end <= 1: raise ValueError(f"lr_end must be in [0, 1], got {self.lr_end}")
+        if self.stabilizer not in (None, *STABILIZERS): raise ValueError(f"stabilizer must be one of {STABILIZERS} or None, got {self.stabilizer!r}")
 
 ADAM_BETAS = (0.5, 0.999)   # the official code's (beta1 = 0.5 is the DCGAN choice for GANs); no study here changes them
 DECAY_GAMMA = 0.5           # the official schedule halves the learning rate every `decay_every` epochs
+TTUR = dict(G=0.5, D_I=2., D_S=2.)   # stabilizer='ttur': each network's learning rate as a multiple of `lr` (Heusel et al., 2017)
 RETIRED_TRAIN_FIELDS = dict(lr_d=None, betas=[0.5, 0.999], decay_gamma=0.5, amp_dtype='auto')   # were fields, now fixed (`from_saved`, notebook 04)
 MOVED_TO_RUN = ('sample_every', 'ckpt_every', 'ckpt_minutes', 'log_every', 'n_samples', 'time_limit', 'num_workers', 'compile', 'channels_last', 'device')   # were fields: they do not change the result, so they are a run's arguments now (notebook 10)
 
@@ -116,8 +120,9 @@ class StoryGANTrainer:
         self.G_ema = None if self.averager is None else self.averager.module   # ... whose copy of G draws
         set_seed(tcfg.seed + 1000 * rank)       # different noise in every process
         self.noise = torch.Generator(self.device).manual_seed(tcfg.seed + 1000 * rank)   # G's noise and every other draw of a step
-        adam = lambda m: torch.optim.Adam(m.parameters(), tcfg.lr, betas=ADAM_BETAS)
-        self.opts = {k: adam(m) for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S).items() if m is not None}
+        ttur = TTUR if tcfg.stabilizer == 'ttur' else dict(G=1, D_I=1, D_S=1)
+        adam = lambda k, m: torch.optim.Adam(m.parameters(), tcfg.lr * ttur[k], betas=ADAM_BETAS)
+        self.opts = {k: adam(k, m) for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S).items() if m is not None}
         self.scheds = {k: s for k, o in self.opts.items() if (s := lr_scheduler(o, tcfg, steps_per_epoch)) is not None}
         self._setup_amp()
         self._setup_compile()
@@ -249,11 +254,11 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
         with torch.no_grad(), self.autocast(): X_fake, x_fake, *_ = self.fakes(S, S_img, t)
     sc = self.scalers['D']
     self.opts['D_I'].zero_grad(set_to_none=True)
-    with self.autocast(): loss, st = image_d_loss(self.D_I, x, x_fake, s_t, S_img, labels, cfg, self.noise)
+    with self.autocast(): loss, st = image_d_loss(self.D_I, x, x_fake, s_t, S_img, labels, cfg, self.noise, tc.stabilizer)
     sc.scale(loss).backward(); self._average_grads(self.D_I); sc.step(self.opts['D_I']); stats.update(st)
     if self.D_S is not None:
         self.opts['D_S'].zero_grad(set_to_none=True)
-        with self.autocast(): loss, st = story_d_loss(self.D_S, X, X_fake, S, cfg)
+        with self.autocast(): loss, st = story_d_loss(self.D_S, X, X_fake, S, cfg, tc.stabilizer)
         sc.scale(loss).backward(); self._average_grads(self.D_S); sc.step(self.opts['D_S']); stats.update(st)
     sc.update()
     # 2. the generator, g_steps times with fresh noise, the discriminators frozen
@@ -263,7 +268,7 @@ def train_step(self:StoryGANTrainer, story:dict, # story minibatch: images (B,T,
             self.opts['G'].zero_grad(set_to_none=True)
             with self.autocast():
                 X_fake, x_fake, mu, logvar, mem = fakes if tc.reuse_fakes and k == 0 else self.fakes(S, S_img, t)
-                loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg, self.noise)
+                loss, st = generator_loss(self.D_I, self.D_S, x_fake, s_t, S_img, labels, X_fake, S, mu, logvar, cfg, self.noise, tc.stabilizer)
                 if mem is not None: loss = loss + cfg.memory_weight * mem; st['g_memory'] = mem.detach().float()
             sc.scale(loss).backward(); self._average_grads(self.G); sc.step(self.opts['G']); sc.update()
     stats.update(st)
