@@ -150,8 +150,8 @@ class ObjectHead(FrameHead):
         D_I.obj_head = nn.Sequential(_sn(nn.Linear(9 * 2 * c1 + 2, OBJ_HIDDEN), sn), nn.LeakyReLU(0.2), _sn(nn.Linear(OBJ_HIDDEN, OBJ_SPLITS[-1]), sn))
         D_I.count_net = (nn.Sequential(nn.Conv2d(2 * c1, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, 1, 1))
                          if cfg.count_weight else None)                                        # a regression on real frames: no spectral norm
-        D_I.obj_emb = nn.ModuleList([nn.Embedding(n, OBJ_HIDDEN) for n in OBJ_ATTRS.values()])  # each attribute's class, projected on z
-        D_I.obj_real = nn.Linear(OBJ_HIDDEN, 1)                                                 # ... beside a score of z alone
+        D_I.obj_emb = nn.ModuleList([_sn(nn.Embedding(n, OBJ_HIDDEN), sn) for n in OBJ_ATTRS.values()])  # each attribute's class, projected on z
+        D_I.obj_real = _sn(nn.Linear(OBJ_HIDDEN, 1), sn)                                                 # ... beside a score of z alone
 
     def d_terms(self, D_I, h, h_fake, s_t, S, cfg, generator=None):
         "L_obj (+ L_count, the map reading detached features) on real frames and L_real on real and generated objects, for D_I: (loss, stats)"

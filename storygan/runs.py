@@ -113,7 +113,11 @@ def load_state_dict(self:StoryGANTrainer, ck:dict, # a checkpoint
             config_diff(saved(TrainConfig, ck['train_cfg']), asdict(self.tcfg), 'train.', RESUMABLE_FIELDS)
     if diffs: raise ValueError("the checkpoint was written with a different configuration:\n  " + "\n  ".join(diffs))
     for k, m in dict(G=self.G, D_I=self.D_I, D_S=self.D_S, G_ema=self.G_ema).items():
-        if m is not None: m.load_state_dict(ck['models'][k])
+        if m is None: continue
+        missing = sorted({n.split('.')[0] for n in set(m.state_dict()) - set(ck['models'][k])})
+        if missing: raise ValueError(f"the checkpoint's {k} has no {', '.join(missing)}: it was written before this version of the model added them "
+                                     "(notebook 08's object realism, for one); its generator still draws (`load_generator`), but training must start over")
+        m.load_state_dict(ck['models'][k])
     for k, o in self.opts.items(): o.load_state_dict(ck['optimizers'][k])
     if self.averager is not None: self.averager.n_averaged.fill_(ck['step'] + 1)
     for k, s in self.scheds.items(): _resume_schedule(s, ck['schedulers'][k], self.tcfg.steps or self.tcfg.epochs * self.spe)
