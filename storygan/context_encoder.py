@@ -100,7 +100,7 @@ ATTR_GROUPS = tuple(OBJ_ATTRS.values())   # a slot's 15 attribute one-hots, spli
 class SceneReadout(nn.Module):
     "R([h_t; i_t]): the scene so far as the context encoder's state holds it; per object slot, attribute and presence logits and a place"
     def __init__(self, cfg:StoryGANConfig,
-                 hidden:int=128): # width of its one hidden layer (the state is 96-d in `tiny`, 150-d at the official sizes)
+                 hidden:int=512): # width of its one hidden layer (the state is 96-d in `tiny`, 150-d at the official sizes; 128 recalled places less precisely)
         super().__init__()
         self.net = nn.Sequential(nn.Linear(cfg.cond_dim + cfg.gru_dim, hidden), nn.LeakyReLU(0.2),
                                  nn.Linear(hidden, CLEVR_T * (CLEVR_LABEL_DIM + 4)))

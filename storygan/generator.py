@@ -16,8 +16,9 @@ from .clevr import (CLEVR_T, CLEVR_TEXT_DIM, CLEVR_LABEL_DIM, SLOT_DIM, CAMERA_D
                             CAMERA_ASPECT)
 
 # %% auto #0
-__all__ = ['generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'vector_layout', 'LayoutMap', 'ImageGenerator',
-           'StoryGenerator', 'cumulative_vectors', 'recalled_vectors', 'recalled_layout', 'memory_loss']
+__all__ = ['PLACE_WEIGHT', 'generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'vector_layout', 'LayoutMap',
+           'ImageGenerator', 'StoryGenerator', 'cumulative_vectors', 'recalled_vectors', 'recalled_layout',
+           'memory_loss']
 
 # %% ../nbs/06_generator.ipynb #56652d4e
 def generator_input_dim(cfg:StoryGANConfig)->int:
@@ -184,6 +185,8 @@ def layouts(self:StoryGenerator, S:torch.Tensor, # (B, T, D) sentence vectors
     if self.training: return vector_layout(cumulative_vectors(S, self.cfg.sentences))   # teacher forcing
     return recalled_layout(S, z['scene'])                                         # drawing: the state's recall
 
+PLACE_WEIGHT = 10.   # lambda_p: the place's weight in L_mem (an object drawn half a pixel off reads as another one)
+
 def memory_loss(scene:dict, # the read-out's prediction for stories S
                 S:torch.Tensor, # (B, T, 75) their sentence vectors
                 sentences:str='new', # S's form: 'new' (each frame names its own object) or 'cumulative'
@@ -195,7 +198,7 @@ def memory_loss(scene:dict, # the read-out's prediction for stories S
     loss = F.binary_cross_entropy_with_logits(scene['present'].float(), P.float())
     logits = scene['logits'].float()[P]                                           # (|P|, 15)
     loss = loss + sum(F.cross_entropy(l, a.argmax(-1)) for l, a in zip(logits.split(ATTR_GROUPS, -1), attrs[P].split(ATTR_GROUPS, -1)))
-    return loss + F.smooth_l1_loss(scene['xyz'].float()[P], xyz[P], beta=0.1)
+    return loss + PLACE_WEIGHT * F.smooth_l1_loss(scene['xyz'].float()[P], xyz[P], beta=0.1)
 
 # %% ../nbs/06_generator.ipynb #638050ac
 @patch

@@ -376,6 +376,11 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
                  f"at {self.cfg.image_size}x{self.cfg.image_size}", self.opts.device or default_device())
     o = self.opts
     self.tr = tr = StoryGANTrainer(self.cfg, tc, self.spe, rank=self.rank, world_size=self.world, device=o.device, compile=o.compile, channels_last=o.channels_last)
+    if ck is None and self.cfg.memory_weight:                            # the learned memory: warmed up on the vectors first (notebook 09)
+        if getattr(ds, 'text', None) is None: raise ValueError(f"memory_weight needs the training stories' sentence vectors; {self.data} has none")
+        t_w, n_w = time.perf_counter(), min(MEMORY_WARMUP['steps'], 2 * self.total)   # a short run gets a short warm-up
+        tr.warm_memory(torch.as_tensor(ds.text), steps=n_w)
+        self.say(f"warmed the learned memory up on {len(ds)} training stories' vectors ({n_w} steps, {time.perf_counter() - t_w:.0f}s)")
     if ck is not None:
         tr.load_state_dict(ck)
         if tr.step > self.total:

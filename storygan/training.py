@@ -22,8 +22,8 @@ from .object_head import *   # registers the object head with D_I (notebook 08)
 
 # %% auto #0
 __all__ = ['ADAM_BETAS', 'DECAY_GAMMA', 'TTUR', 'RETIRED_TRAIN_FIELDS', 'MOVED_TO_RUN', 'TINY_TRAIN', 'TRAIN_PRESETS',
-           'TrainConfig', 'train_preset', 'lr_scheduler', 'StoryGANTrainer', 'fast_bf16', 'autocast_for', 'frozen',
-           'as_floats']
+           'MEMORY_WARMUP', 'TrainConfig', 'train_preset', 'lr_scheduler', 'StoryGANTrainer', 'fast_bf16',
+           'autocast_for', 'frozen', 'as_floats']
 
 # %% ../nbs/09_training.ipynb #ebf45608
 @dataclass
@@ -304,3 +304,31 @@ def update_ema(self:StoryGANTrainer):
 def drawer(self:StoryGANTrainer):
     "The generator that draws samples: G_ema when the run keeps one, else G"
     return self.G if self.G_ema is None else self.G_ema
+
+# %% ../nbs/09_training.ipynb #4e028823
+MEMORY_WARMUP = dict(steps=4000, stories=128, lr=3e-3)   # the learned memory's warm-up on the training stories' vectors
+
+@patch
+def warm_memory(self:StoryGANTrainer, S:torch.Tensor, # (N, T, 75) the training stories' sentence vectors
+                steps:int=MEMORY_WARMUP['steps'], stories:int=MEMORY_WARMUP['stories'], lr:float=MEMORY_WARMUP['lr'],
+               ) -> list:
+    "Fit the learned memory's parts (story encoder, context encoder, read-out) to `lambda_mem * L_mem + KL` on `S` before the GAN starts; the losses, every 100 steps"
+    G, cfg = self.G, self.cfg
+    if G.readout is None: raise ValueError("warm_memory needs the learned memory (memory_weight > 0)")
+    check_tensor(S, 'S', (None, cfg.T, cfg.text_dim), 'N T D')
+    S = torch.as_tensor(S, dtype=torch.float32).to(self.device)
+    params = [p for m in (G.story_encoder, G.context_encoder, G.readout) for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr, betas=ADAM_BETAS)
+    g = torch.Generator(self.device).manual_seed(self.tcfg.seed)
+    losses = []
+    for k in range(steps):
+        for q in opt.param_groups: q['lr'] = lr * 0.5 * (1 + math.cos(math.pi * k / steps))
+        idx = torch.randint(len(S), (min(stories, len(S)),), generator=g, device=self.device)
+        z = G.encode(S[idx], generator=g)
+        loss = cfg.memory_weight * memory_loss(z['scene'], S[idx], cfg.sentences) + kl_loss(z['mu'], z['logvar'])
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if k % 100 == 0 or k == steps - 1: losses.append(loss.item())
+    G.zero_grad(set_to_none=True)
+    if self.world > 1: self._broadcast_weights()
+    if self.averager is not None: self.averager = self._averager(); self.G_ema = self.averager.module   # G_ema starts from the warmed G
+    return losses

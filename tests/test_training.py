@@ -68,6 +68,19 @@ def test_interrupt_saves_checkpoint(data, tmp_path):
     a = run_tiny(data, tmp_path / 'a', tcfg=tcfg(6))
     assert states_equal(a.state_dict()['models'], b.state_dict()['models'])
 
+def test_learned_memory_warms_up_once(tmp_path, capsys):
+    # the learned memory is warmed up on the vectors before iteration 1; a crashed run resumes without warming again, exactly
+    new = generate_clevr(tmp_path / 'new', n_train=16, n_test=4, size=32, seed=0, workers=1, progress=False, sentences='new')
+    mem = dict(layout_dim=8, memory_weight=1.0)
+    def stop_at_2(tr, stats):
+        if tr.step == 2: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): run_tiny(new, tmp_path / 'i', tcfg=tcfg(6), callbacks=[stop_at_2], progress=False, **mem)
+    b = run_tiny(new, tmp_path / 'i', tcfg=tcfg(6), resume=True, progress=False, **mem)
+    a = run_tiny(new, tmp_path / 'a', tcfg=tcfg(6), progress=False, **mem)
+    assert states_equal(a.state_dict()['models'], b.state_dict()['models'])
+    said = capsys.readouterr()
+    assert (said.out + said.err).count("warmed the learned memory up on 16 training stories' vectors (12 steps") == 2   # the two fresh runs, not the resumed one
+
 def test_ctrl_c_stops_after_the_iteration(data, tmp_path):
     import signal
     before = signal.getsignal(signal.SIGINT)   # default_int_handler, or SIG_IGN when started in the background
