@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #341977eb
 from __future__ import annotations
-import argparse, contextlib, copy, errno, importlib, json, math, os, pkgutil, random, re, shutil, signal, sys, tempfile, textwrap
+import argparse, contextlib, copy, errno, importlib, json, math, multiprocessing.util, os, pkgutil, random, re, shutil, signal, sys, tempfile, textwrap
 try: import fcntl                                     # POSIX: folders are locked with flock
 except ImportError: fcntl = None
 from pathlib import Path
@@ -124,6 +124,7 @@ def scratch_dir(prefix:str='storygan-', # the folder name's start
     "A new empty temporary folder, deleted with its contents when Python exits"
     d = tempfile.TemporaryDirectory(prefix=prefix)
     _SCRATCH.append(d)
+    multiprocessing.util.Finalize(d, d.cleanup, exitpriority=0)   # also when a forked worker exits (it skips atexit; nbdev_test's do)
     return Path(d.name)
 
 # %% ../nbs/00_core.ipynb #ba0ed45f
