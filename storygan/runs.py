@@ -379,7 +379,7 @@ def start(self:Run, resume:bool) -> StoryGANTrainer:
     if ck is None and self.cfg.memory_weight:                            # the learned memory: warmed up on the vectors first (notebook 09)
         if getattr(ds, 'text', None) is None: raise ValueError(f"memory_weight needs the training stories' sentence vectors; {self.data} has none")
         t_w, n_w = time.perf_counter(), min(MEMORY_WARMUP['steps'], 2 * self.total)   # a short run gets a short warm-up
-        tr.warm_memory(torch.as_tensor(ds.text), steps=n_w)
+        tr.warm_memory(ds.text, steps=n_w)
         self.say(f"warmed the learned memory up on {len(ds)} training stories' vectors ({n_w} steps, {time.perf_counter() - t_w:.0f}s)")
     if ck is not None:
         tr.load_state_dict(ck)

@@ -309,14 +309,14 @@ def drawer(self:StoryGANTrainer):
 MEMORY_WARMUP = dict(steps=4000, stories=128, lr=3e-3)   # the learned memory's warm-up on the training stories' vectors
 
 @patch
-def warm_memory(self:StoryGANTrainer, S:torch.Tensor, # (N, T, 75) the training stories' sentence vectors
+def warm_memory(self:StoryGANTrainer, S, # (N, T, 75) the training stories' sentence vectors (a tensor or an array)
                 steps:int=MEMORY_WARMUP['steps'], stories:int=MEMORY_WARMUP['stories'], lr:float=MEMORY_WARMUP['lr'],
                ) -> list:
     "Fit the learned memory's parts (story encoder, context encoder, read-out) to `lambda_mem * L_mem + KL` on `S` before the GAN starts; the losses, every 100 steps"
     G, cfg = self.G, self.cfg
     if G.readout is None: raise ValueError("warm_memory needs the learned memory (memory_weight > 0)")
+    S = torch.as_tensor(S, dtype=torch.float32, device=self.device)
     check_tensor(S, 'S', (None, cfg.T, cfg.text_dim), 'N T D')
-    S = torch.as_tensor(S, dtype=torch.float32).to(self.device)
     params = [p for m in (G.story_encoder, G.context_encoder, G.readout) for p in m.parameters()]
     opt = torch.optim.Adam(params, lr, betas=ADAM_BETAS)
     g = torch.Generator(self.device).manual_seed(self.tcfg.seed)
