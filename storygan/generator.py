@@ -16,9 +16,9 @@ from .clevr import (CLEVR_T, CLEVR_TEXT_DIM, CLEVR_LABEL_DIM, SLOT_DIM, CAMERA_D
                             CAMERA_ASPECT)
 
 # %% auto #0
-__all__ = ['PLACE_WEIGHT', 'generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'UpBlock', 'vector_layout', 'LayoutMap',
-           'ImageGenerator', 'StoryGenerator', 'cumulative_vectors', 'recalled_vectors', 'recalled_layout',
-           'memory_loss']
+__all__ = ['PLACE_WEIGHT', 'generator_input_dim', 'CondBatchNorm2d', 'coord_channels', 'upsample_conv', 'UpBlock',
+           'vector_layout', 'LayoutMap', 'layout_conv', 'ImageGenerator', 'StoryGenerator', 'cumulative_vectors',
+           'recalled_vectors', 'recalled_layout', 'memory_loss']
 
 # %% ../nbs/06_generator.ipynb #56652d4e
 def generator_input_dim(cfg:StoryGANConfig)->int:
@@ -53,6 +53,14 @@ def coord_channels(x:torch.Tensor)->torch.Tensor:  # (N, C, H, W) any feature ma
     return torch.stack([xs, ys]).expand(N, -1, -1, -1)
 
 # %% ../nbs/06_generator.ipynb #1335662f
+def upsample_conv(x:torch.Tensor, # (N, C, H, W)
+                  w:torch.Tensor, # (C_out, C, 3, 3) a 3x3 convolution's weight (padding 1)
+                 ) -> torch.Tensor:
+    "conv3x3(nearest x2 upsampling of x) as one stride-2 transposed convolution at x's size: (N, C_out, 2H, 2W)"
+    wp = F.pad(w, (1, 1, 1, 1))                                           # each output pixel sees a 2x2 block of x's cells:
+    k = wp[..., :-1, :-1] + wp[..., 1:, :-1] + wp[..., :-1, 1:] + wp[..., 1:, 1:]   # the taps that fall on one cell, summed: 4x4
+    return F.conv_transpose2d(x, k.flip(-2, -1).transpose(0, 1).to(x.dtype), stride=2, padding=1)
+
 class UpBlock(nn.Module):
     "x2 nearest upsampling -> (CoordConv channels) (layout map) -> conv3x3 -> conditional BatchNorm -> ReLU."
     def __init__(self, c_in:int, c_out:int, cond_dim:int,
@@ -66,14 +74,18 @@ class UpBlock(nn.Module):
 
     def forward(self, x:torch.Tensor,  # (N, c_in, H, W)
                 c:torch.Tensor,        # (N, cond_dim)
-                layout:torch.Tensor|None=None):  # (N, layout_dim, 2H, 2W) the layout map at the output size
+                layout=None):          # the layout map at the output size, (N, layout_dim, 2H, 2W), or its factors (`LayoutMap.factors`)
         "(N, c_out, 2H, 2W)"
-        x = F.interpolate(x, scale_factor=2, mode='nearest')
-        if self.embed is not None:
+        w = self.conv.weight                          # one convolution over [upsampled x | CoordConv | layout]: a sum of one per part
+        if self.embed is None: y, n = upsample_conv(x, w[:, :x.shape[1]]), x.shape[1]
+        else:                                         # the CoordConv channels live at the output size: upsample first
+            x = F.interpolate(x, scale_factor=2, mode='nearest')
             e = self.embed(c)[..., None, None].expand(-1, -1, *x.shape[-2:])  # (N, coord_dim, 2H, 2W)
             x = torch.cat([x, coord_channels(x), e], 1)
-        if layout is not None: x = torch.cat([x, layout.to(x.dtype)], 1)
-        return F.relu(self.norm(self.conv(x), c))
+            y, n = F.conv2d(x, w[:, :x.shape[1]], padding=1), x.shape[1]
+        if layout is not None:
+            y = y + (layout_conv(layout, w[:, n:]) if isinstance(layout, tuple) else F.conv2d(layout.to(y.dtype), w[:, n:].to(y.dtype), padding=1))
+        return F.relu(self.norm(y, c))
 
 # %% ../nbs/06_generator.ipynb #cbe94afc
 def vector_layout(S, # condition vectors (..., 75): a torch tensor or a numpy array
@@ -103,16 +115,40 @@ class LayoutMap(nn.Module):
         super().__init__()
         self.embed, self.sigma = nn.Linear(CLEVR_LABEL_DIM, dim), sigma    # W_a
 
-    def forward(self, s, # (N, 75) one vector per frame, or its layout: `vector_layout`'s dict (soft attributes and presence allowed)
+    def factors(self, s, # (N, 75) one vector per frame, or its layout: `vector_layout`'s dict (soft attributes and presence allowed)
                 size:int, # the map's height and width
-               ) -> torch.Tensor:
+               ) -> tuple:
+        "The map without drawing it: e (N, 4, dim) each object's W_a a_j (zero for empty slots), its blob's rows by and columns bx (N, 4, size)"
         lay = s if isinstance(s, dict) else vector_layout(s)                # attrs (N, 4, 15), present (N, 4), xy (N, 4, 2)
         xy = lay['xy']
-        e = self.embed(lay['attrs'].to(xy.dtype)) * lay['present'][..., None].to(xy.dtype)   # (N, 4, dim): W_a a_j, zero for empty slots
+        e = self.embed(lay['attrs'].to(xy.dtype)) * lay['present'][..., None].to(xy.dtype)
         u = (torch.arange(size, device=xy.device, dtype=xy.dtype) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
         sig = max(self.sigma, 1 / size)
-        bx, by = [torch.exp(-(u - xy[..., k:k + 1]) ** 2 / (2 * sig ** 2)) for k in (0, 1)]   # (N, 4, size) each
+        bx, by = [torch.exp(-(u - xy[..., k:k + 1]) ** 2 / (2 * sig ** 2)) for k in (0, 1)]
+        return e, by, bx
+
+    def forward(self, s, # (N, 75) one vector per frame, or its layout (as `factors`)
+                size:int, # the map's height and width
+               ) -> torch.Tensor:
+        e, by, bx = self.factors(s, size)
         return torch.einsum('nkd,nkh,nkw->ndhw', e, by, bx)                # separable Gaussian blobs, summed over objects
+
+# %% ../nbs/06_generator.ipynb #c0e732d8
+def _shifted(b:torch.Tensor) -> torch.Tensor:
+    "(..., S) -> (..., 3, S): b(y - 1), b(y), b(y + 1), zero outside"
+    z = b.new_zeros(*b.shape[:-1], 1)
+    return torch.stack([torch.cat([z, b[..., :-1]], -1), b, torch.cat([b[..., 1:], z], -1)], -2)
+
+def layout_conv(factors:tuple, # (e, by, bx) from `LayoutMap.factors`: (N, K, dim), (N, K, S), (N, K, S)
+                w:torch.Tensor, # (C_out, dim, 3, 3) a 3x3 convolution's weight (padding 1)
+               ) -> torch.Tensor:
+    "conv3x3 of the layout map the factors describe, without drawing it: (N, C_out, S, S)"
+    e, by, bx = factors
+    v = torch.einsum('nkd,odpq->nkopq', e, w.to(e.dtype))                   # each object's embedding through each tap
+    t = torch.einsum('nkopq,nkqx->nkpox', v, _shifted(bx))                 # (N, K, 3, C_out, S): the columns done
+    N, K, _, o, S = t.shape
+    y = torch.bmm(_shifted(by).flatten(1, 2).transpose(1, 2), t.flatten(1, 2).flatten(2))   # rows: (N, S, C_out * S)
+    return y.view(N, S, o, S).transpose(1, 2)
 
 # %% ../nbs/06_generator.ipynb #2fd5e97a
 class ImageGenerator(nn.Module):
@@ -135,7 +171,7 @@ class ImageGenerator(nn.Module):
         if self.layout is not None and s is None: raise ValueError("layout maps need each frame's sentence vector s_t: call with s=")
         x = self.fc(c).view(-1, self.c0, 4, 4)  # (N, 8gf, 4, 4)
         for k, block in enumerate(self.blocks):
-            x = block(x, c, None if self.layout is None else self.layout(s, 8 * 2 ** k))
+            x = block(x, c, None if self.layout is None else self.layout.factors(s, 8 * 2 ** k))   # the map's factors: `layout_conv`
         return torch.tanh(self.to_rgb(x))
 
 # %% ../nbs/06_generator.ipynb #e3100e75
