@@ -28,8 +28,8 @@ RECIPES = dict(   # notebook 18's choices: (StoryGANConfig overrides, TrainConfi
     paper={},     # the preset as it is: with `clevr` or `pororo`, the paper's model
     **{'paper+layout': dict(model=dict(layout_dim=16))},   # the paper's model plus layout maps, the one addition that made it learn on the CPU
     # the recipe as the GPU report measured it: the four additions the `clevr` preset then had on, and notebook 16's (the CPU
-    # recipe of the time, lr 4e-4; its later lr 6e-4 and then 1e-3, fakes drawn once per iteration and no CoordConv were tuned for 2-core
-    # CPUs and not measured on a GPU)
+    # recipe of the time, lr 4e-4; its later lr 6e-4, then 1e-3, then 8e-4 with minibatches of 3 stories and 12 frames, fakes drawn once
+    # per iteration and no CoordConv were tuned for 2-core CPUs and not measured on a GPU)
     recipe=dict(model=dict(g_sentence=True, g_hidden=768, g_cond_norm=True, d_projection=True,
                            aux_weight=1.0, d_aux_weight=2.0, d_batch_norm=False, layout_dim=16, obj_weight=1.0),
                 train=dict(lr=4e-4, ema=0.999)),
