@@ -155,7 +155,7 @@ def frame_png(x, # one frame: float (3, H, W) in [-1, 1], or uint8 (H, W, 3)
 
 # %% ../nbs/22_demo.ipynb #99608e97
 QUICKSTART_CKPT = 'runs/quickstart/run/checkpoint.pt'   # where `storygan quickstart` writes its checkpoint
-_MAKE_ONE = f"`storygan quickstart` trains one in 4 to 20 minutes on two CPU cores (its checkpoint is {QUICKSTART_CKPT})"
+_MAKE_ONE = f"`storygan quickstart` trains one in 2 to 16 minutes on two CPU cores (its checkpoint is {QUICKSTART_CKPT})"
 
 def open_model(ckpt, # a checkpoint file or run folder
                device=None, # where to put the generator (default: cpu)

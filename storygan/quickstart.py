@@ -40,9 +40,9 @@ QUICKSTART = dict(
     # draw with an average of G's weights (notebook 09); draw the fakes once per iteration (12 % faster); minibatches of
     # 3 stories and 12 frames, not the tiny preset's 4 and 16 (16 % less time per iteration, the same quality within the seeds' spread)
     train=dict(ema=0.999, reuse_fakes=True, story_bs=3, image_bs=12),
-    # what the recipe reaches after so many iterations, by the renderer judge (notebook 14; bf16, seed 0,
+    # what the recipe reaches after so many iterations, by the renderer judge (notebook 14; bf16, seed 0, one thread,
     # results/quickstart_curve.json): object-exact as a fraction of the real frames'
-    curve={250: 0.25, 500: 0.41, 1000: 0.71, 1500: 0.80, 2000: 0.82},
+    curve={250: 0.23, 500: 0.39, 1000: 0.72, 1500: 0.78, 2000: 0.79},
 )
 
 # %% ../nbs/16_quickstart.ipynb #e6bc1649
