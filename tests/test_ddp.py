@@ -42,7 +42,7 @@ tr._average_grads(tr.D_I)                                        # what every ba
 grads = torch.cat([p.grad.flatten() for p in tr.D_I.parameters() if p.grad is not None])
 tr.opts['D_I'].step()
 if rank == 0: torch.save(dict(grads=grads, weights=torch.cat([p.detach().flatten() for p in tr.D_I.parameters()])), sys.argv[1])
-if world > 1: dist.destroy_process_group()
+if world > 1: dist.barrier(); dist.destroy_process_group()   # both ranks done before the teardown
 '''
 
 def test_two_half_batches_make_one_whole_batch_update(tmp_path):
