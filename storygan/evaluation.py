@@ -309,9 +309,8 @@ def fid_kid_features(real:torch.Tensor, # (N, D) features of real frames
     fid = FrechetInceptionDistance(feature=_Given(real.shape[-1]))
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Metric `Kernel Inception Distance` will save all extracted features')
-        size = min(1000, n)                                                  # two sets of <= 1000 frames each: every subset is all of them,
-        one = size == len(real) == len(fake)                                 # ... so one subset gives the same KID, 50 times faster
-        kid = KernelInceptionDistance(feature=_Given(real.shape[-1]), subsets=1 if one else subsets, subset_size=size)
+        one = len(real) == len(fake) <= 1000                                 # equal sets of <= 1000 frames: every subset is all of them, so one will do
+        kid = KernelInceptionDistance(feature=_Given(real.shape[-1]), subsets=1 if one else subsets, subset_size=min(1000, n))
     for f, is_real in ((real, True), (fake, False)): fid.update(f, real=is_real); kid.update(f, real=is_real)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0); k_mean, k_std = kid.compute()
