@@ -484,6 +484,7 @@ def finish(self:Run, stop:StopReason):
     if self.world > 1: tr.check_replicas()
     if self.last_ckpt[0] != tr.step: self.checkpoint()
     if not self.opts.sample_every or tr.step % self.opts.sample_every: self.sample()
+    if self.world > 1: dist.barrier()                     # rank 0 has written its files before any rank leaves and tears the group down
     if self.bar is not None: self.bar.on_iter_end()
     if stop == StopReason.INTERRUPTED:
         sig = signal.Signals(self._intr.signum or signal.SIGINT)
