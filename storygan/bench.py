@@ -4,12 +4,15 @@
 
 # %% ../nbs/12_bench.ipynb #522e9c79
 from __future__ import annotations
-import json, time
+import json, logging, time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils import benchmark
+_cx = logging.getLogger('torch.utils.cpp_extension'); _level = _cx.level
+_cx.setLevel(logging.ERROR)   # torch's benchmark imports its C++-extension builder, which warns "No CUDA runtime is found" on a CPU machine
+try: from torch.utils import benchmark   # (nothing here builds a C++ extension): that warning is kept out of every command's output
+finally: _cx.setLevel(_level)
 from fastcore.script import Param
 
 from .core import *

@@ -126,3 +126,8 @@ def test_disk_full_while_checkpointing(run, tmp_path, capsys, monkeypatch):
     err = cli_error(['train', '--data', data, '--out', out, '--steps', '4', '--story-bs', '4', '--image-bs', '8', '--resume'], capsys)
     assert err.strip() == f"storygan train: error: could not write {out / 'checkpoint.pt'}: No space left on device"
     assert (out / 'checkpoint.pt').read_bytes() == before and not list(out.glob('.checkpoint.pt.*.tmp'))
+
+def test_importing_the_package_prints_nothing():
+    "Every command imports the package first: torch's benchmark module, imported bare, warns on a CPU machine that it found no CUDA runtime"
+    r = subprocess.run([sys.executable, '-c', 'import storygan.quickstart, storygan.bench'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stderr == '' and r.stdout == '', r.stderr

@@ -1,5 +1,5 @@
 """The notebooks are committed with their outputs: every cell that draws a figure shows it, every notebook shows at least
-one figure, and no output holds a path of the machine that ran it. (`python .ci/outputs.py nbs/NN_name.ipynb` refreshes
+one figure, and no output holds a path of the machine that ran it, or a library's log line (a timestamp and a process id). (`python .ci/outputs.py nbs/NN_name.ipynb` refreshes
 a notebook's outputs from the current code.)"""
 import json, re
 from pathlib import Path
@@ -8,6 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb'))
 DRAWS = re.compile(r'\bplt\.|\bfig\s*[,=]|(?<!lambda: )show_story\(|ShowPNG\(|_chart\(|_grid\(|\.imshow\(|\.plot\(')
+LOG_LINE = re.compile(r'\b[DIWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [^\s\]]+:\d+\]')   # glog's prefix, which torch's own loggers use
 MACHINE_PATH = re.compile(r"(?<![\w>.~])(?:/tmp/|/var/folders/|/home/\w+/|/root/|/Users/\w+/|/work/|site-packages/)[^\s'\"]*")
 
 def flags(src:str) -> set:
@@ -42,8 +43,18 @@ def test_every_notebook_shows_a_figure(nb):
 def test_no_machine_paths(nb):
     assert not machine_paths(nb), f"{nb.name}: outputs hold machine paths {machine_paths(nb)[:3]}"
 
+def log_lines(path:Path) -> list:
+    return [(i, m) for i, _, outs in code_cells(path) for m in LOG_LINE.findall(json.dumps(outs))]
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=lambda p: p.name)
+def test_no_log_lines(nb):
+    assert not log_lines(nb), f"{nb.name}: outputs hold a library's log lines {log_lines(nb)[:3]}"
+
 def test_the_checks_can_fail(tmp_path):
     nb = dict(cells=[dict(cell_type='code', source=['fig = plt.figure()'], outputs=[]),
-                     dict(cell_type='code', source=['print(1)'], outputs=[dict(output_type='stream', text=['/tmp/abc/run'])])])
+                     dict(cell_type='code', source=['print(1)'], outputs=[dict(output_type='stream', text=['/tmp/abc/run'])]),
+                     dict(cell_type='code', source=['import x'], outputs=[dict(output_type='stream', name='stderr',
+                          text=["W1207 06:14:44.413000 14538 torch/utils/cpp_extension.py:183] No CUDA runtime is found\n"])])])
     p = tmp_path / '99_x.ipynb'; p.write_text(json.dumps(nb))
     assert figure_cells_without_output(p) == [0] and machine_paths(p) == [(1, '/tmp/abc/run')]
+    assert [i for i, _ in log_lines(p)] == [2]
