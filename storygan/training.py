@@ -54,7 +54,7 @@ class TrainConfig:
         if not 0 <= self.lr_end <= 1: raise ValueError(f"lr_end must be in [0, 1], got {self.lr_end}")
         if self.stabilizer not in (None, *STABILIZERS): raise ValueError(f"stabilizer must be one of {STABILIZERS} or None, got {self.stabilizer!r}")
 
-ADAM_BETAS = (0.5, 0.999)   # the official code's (beta1 = 0.5 is the DCGAN choice for GANs); no study here changes them
+ADAM_BETAS = (0.5, 0.999)   # the official code's (beta1 = 0.5 is the DCGAN choice for GANs); (0, 0.99) lost on the quickstart (notebook 16)
 DECAY_GAMMA = 0.5           # the official schedule halves the learning rate every `decay_every` epochs
 TTUR = dict(G=0.5, D_I=2., D_S=2.)   # stabilizer='ttur': each network's learning rate as a multiple of `lr` (Heusel et al., 2017)
 RETIRED_TRAIN_FIELDS = dict(lr_d=None, betas=[0.5, 0.999], decay_gamma=0.5, amp_dtype='auto')   # were fields, now fixed (`from_saved`, notebook 04)
