@@ -1,6 +1,6 @@
 """The notebooks are committed with their outputs: every cell that draws a figure shows it, every notebook shows at least
-one figure, and no output holds a path of the machine that ran it, or a library's log line (a timestamp and a process id). (`python .ci/outputs.py nbs/NN_name.ipynb` refreshes
-a notebook's outputs from the current code.)"""
+one figure, and no output holds a path of the machine that ran it or a library's log line (a timestamp and a process
+id). (`python .ci/outputs.py nbs/NN_name.ipynb` refreshes a notebook's outputs from the current code.)"""
 import json, re
 from pathlib import Path
 import pytest
